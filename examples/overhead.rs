@@ -1,0 +1,92 @@
+//! Measures what the container and the entropy coder add around the
+//! information in a grid: the bytes of a one-frame file around its payload,
+//! the per-frame overhead in a 10,000-frame stream, and ANS payload size
+//! against the prior's cross-entropy, on synthetic digit-like 7x7 grids
+//! (K = 512, mostly one blank index).
+//!
+//! `cargo run --release --no-default-features --example overhead`
+
+#[path = "../tests/support/synthetic.rs"]
+mod synthetic;
+
+use synthetic::{K, Rng, digit_grid};
+use vqz::entropy::{PriorBuilder, cross_entropy_bits, encode_grid};
+use vqz::format::{FileHeader, Geometry, ModelId, Reader, Writer};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    for stages in [1u8, 2] {
+        let train: Vec<_> = (0..20_000).map(|_| digit_grid(&mut rng, stages)).collect();
+        let ks = vec![K; usize::from(stages)];
+        let classes = PriorBuilder::class_maps_from_unigram(&ks, 8, &train)?;
+        let mut builder = PriorBuilder::new(&ks, classes, 8)?;
+        for grid in &train {
+            builder.observe(grid)?;
+        }
+        let prior = builder.build(32, 4.0)?;
+        let prior_bytes = prior.to_bytes().len();
+
+        let test: Vec<_> = (0..10_000).map(|_| digit_grid(&mut rng, stages)).collect();
+        let geometry = Geometry {
+            width: 28,
+            height: 28,
+            channels: 1,
+        };
+        let header = FileHeader::new(ModelId([0xde, 0xad, 0xbe, 0xef]), geometry, 2);
+
+        let mut ce_bits = 0.0;
+        let mut payload_bytes = 0u64;
+        let mut worst_excess_bits: f64 = 0.0;
+        let mut stored = 0;
+        let mut writer = Writer::new(Vec::new(), &header, None)?;
+        for grid in &test {
+            let ce = cross_entropy_bits(&prior, grid);
+            let (mode, payload) = encode_grid(&prior, grid)?;
+            if mode == vqz::format::CodingMode::Stored {
+                stored += 1;
+            }
+            ce_bits += ce;
+            payload_bytes += payload.len() as u64;
+            worst_excess_bits = worst_excess_bits.max(payload.len() as f64 * 8.0 - ce);
+            writer.write_frame(mode, stages, geometry, &payload)?;
+        }
+        let stream = writer.finish()?;
+        let n = test.len() as f64;
+
+        // One-frame file: everything but the payload.
+        let (mode, payload) = encode_grid(&prior, &test[0])?;
+        let mut one = Writer::new(Vec::new(), &header, None)?;
+        one.write_frame(mode, stages, geometry, &payload)?;
+        let one = one.finish()?;
+
+        let frames = Reader::new(&stream[..])?.count();
+        assert_eq!(frames, test.len());
+        let header_bytes = header.to_bytes()?.len();
+        let per_frame =
+            (stream.len() as f64 - header_bytes as f64 - 3.0 - payload_bytes as f64) / n;
+
+        println!("== {stages} stage(s), K = {K}, 7x7 grid, prior {prior_bytes} bytes ==");
+        println!(
+            "one-frame file: {} bytes = {} payload + {} overhead (header {header_bytes}, frame {}, end marker 2)",
+            one.len(),
+            payload.len(),
+            one.len() - payload.len(),
+            one.len() - payload.len() - header_bytes - 2,
+        );
+        println!(
+            "10,000-frame stream: {} bytes, payload {:.2} B/frame, container overhead {:.3} B/frame",
+            stream.len(),
+            payload_bytes as f64 / n,
+            per_frame
+        );
+        println!(
+            "ANS vs cross-entropy: {:.2} vs {:.2} bits/frame ({:+.2}%, {:+.2} bits/frame); worst frame {:+.1} bits; stored chosen {stored}x",
+            payload_bytes as f64 * 8.0 / n,
+            ce_bits / n,
+            (payload_bytes as f64 * 8.0 / ce_bits - 1.0) * 100.0,
+            payload_bytes as f64 * 8.0 / n - ce_bits / n,
+            worst_excess_bits
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! Context priors (spec sections "Contexts" and "Prior bytes"): per codebook
+//! stage, a class map, integer frequency tables for the contexts seen in
+//! training and a fallback table for the rest.
+//!
+//! Frequencies are fixed-point integers summing to `2^PRECISION`, every
+//! symbol at least 1, so any index can be coded and decoding is bit-exact on
+//! every platform.
+
+use constriction::stream::model::{ContiguousCategoricalEntropyModel, EncoderModel};
+
+use super::error::{EntropyError, Result};
+use super::{MAX_CLASSES, MAX_NUM_SYMBOLS, MAX_PRIOR_STAGES, MAX_TABLE_ENTRIES, PRECISION};
+use crate::format::varint;
+
+/// Magic bytes starting a serialized prior.
+pub const PRIOR_MAGIC: [u8; 4] = *b"vqzp";
+/// Version of the serialized prior layout.
+pub const PRIOR_VERSION: u8 = 1;
+
+/// One frequency table: a constriction model over the symbols in rotated
+/// order, starting at the table's most frequent symbol (spec section
+/// "Frequency tables"), so the likeliest symbol sits at cumulative 0.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    pub(crate) model: ContiguousCategoricalEntropyModel<u32, Vec<u32>, PRECISION>,
+    /// The most frequent symbol (lowest index among ties).
+    pub(crate) rotation: u16,
+    pub(crate) num_symbols: u16,
+}
+
+impl Table {
+    /// Position of `symbol` in the CDF.
+    pub(crate) fn rotate(&self, symbol: u16) -> usize {
+        let k = usize::from(self.num_symbols.max(1));
+        (usize::from(symbol) + k - usize::from(self.rotation) % k) % k
+    }
+
+    /// Symbol at CDF position `position`.
+    pub(crate) fn unrotate(&self, position: usize) -> u16 {
+        let k = usize::from(self.num_symbols.max(1));
+        ((position + usize::from(self.rotation)) % k) as u16
+    }
+}
+
+/// Builds a table from frequencies in symbol order, validating them.
+pub(crate) fn table_from_freqs(freqs: &[u32]) -> std::result::Result<Table, String> {
+    let total: u64 = freqs.iter().map(|&f| u64::from(f)).sum();
+    if freqs.contains(&0) {
+        return Err("a frequency of 0".into());
+    }
+    if total != 1u64 << PRECISION {
+        return Err(format!("frequencies summing to {total}"));
+    }
+    let num_symbols = u16::try_from(freqs.len())
+        .ok()
+        .filter(|&k| (2..=MAX_NUM_SYMBOLS).contains(&k))
+        .ok_or_else(|| format!("{} symbols", freqs.len()))?;
+    let rotation = freqs
+        .iter()
+        .enumerate()
+        .fold(
+            (0usize, 0u32),
+            |best, (i, &f)| if f > best.1 { (i, f) } else { best },
+        )
+        .0;
+    let (tail, head) = freqs.split_at(rotation);
+    let model = ContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(
+        head.iter().chain(tail),
+        false,
+    )
+    .map_err(|()| "frequencies the coder rejects".to_string())?;
+    Ok(Table {
+        model,
+        rotation: rotation as u16,
+        num_symbols,
+    })
+}
+
+/// Frequency of `symbol` in `table` (0 when out of range).
+pub(crate) fn freq(table: &Table, symbol: u16) -> u32 {
+    if symbol >= table.num_symbols {
+        return 0;
+    }
+    table
+        .model
+        .left_cumulative_and_probability(table.rotate(symbol))
+        .map_or(0, |(_, p)| p.get())
+}
+
+/// How one stage's indices fall into classes, which make up contexts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Classes {
+    pub(crate) num_classes: u8,
+    /// Class of each symbol, `< num_classes`.
+    pub(crate) class_of: Vec<u8>,
+    /// Classes of the previous stage (1 for stage 0).
+    pub(crate) prev_classes: u8,
+}
+
+impl Classes {
+    /// Number of contexts: `(C + 1)^2 * P`.
+    pub(crate) fn num_contexts(&self) -> usize {
+        let edge = usize::from(self.num_classes) + 1;
+        edge * edge * usize::from(self.prev_classes.max(1))
+    }
+
+    /// Class of `symbol`, or the edge class `C` when there is no neighbour.
+    pub(crate) fn class(&self, symbol: Option<u16>) -> usize {
+        symbol
+            .and_then(|s| self.class_of.get(usize::from(s)))
+            .map_or(usize::from(self.num_classes), |&c| usize::from(c))
+    }
+
+    /// Context id from the classes of the left and above neighbours (edge
+    /// class `C` if absent) and the previous stage's class (0 at stage 0).
+    pub(crate) fn context_id(&self, left: usize, above: usize, prev: usize) -> usize {
+        let edge = usize::from(self.num_classes) + 1;
+        (left * edge + above) * usize::from(self.prev_classes.max(1)) + prev
+    }
+}
+
+/// The prior of one codebook stage.
+#[derive(Debug, Clone)]
+pub(crate) struct StagePrior {
+    pub(crate) num_symbols: u16,
+    pub(crate) classes: Classes,
+    pub(crate) fallback: Table,
+    /// Context id -> index into `tables`, `u32::MAX` for the fallback.
+    pub(crate) context_table: Vec<u32>,
+    /// Context ids with their own table, ascending (parallel to `tables`).
+    pub(crate) context_ids: Vec<u32>,
+    pub(crate) tables: Vec<Table>,
+}
+
+impl StagePrior {
+    pub(crate) fn table(&self, context: usize) -> &Table {
+        match self.context_table.get(context) {
+            Some(&t) if t != u32::MAX => self.tables.get(t as usize).unwrap_or(&self.fallback),
+            _ => &self.fallback,
+        }
+    }
+}
+
+/// A context prior over the codebook indices of every stage.
+///
+/// The table for the index at (stage `s`, plane `p`, row `y`, column `x`) is
+/// chosen by its context: the classes of its left and above neighbours (or an
+/// edge class) and, for `s > 0`, the class of the stage `s - 1` index at the
+/// same place. Contexts without a table of their own use the stage's
+/// fallback table.
+#[derive(Debug, Clone)]
+pub struct Prior {
+    pub(crate) stages: Vec<StagePrior>,
+}
+
+impl Prior {
+    /// Number of stages modelled.
+    pub fn num_stages(&self) -> u8 {
+        self.stages.len() as u8
+    }
+
+    /// Codebook size of `stage` (`None` past the last stage).
+    pub fn num_symbols(&self, stage: u8) -> Option<u16> {
+        self.stages.get(usize::from(stage)).map(|s| s.num_symbols)
+    }
+
+    /// Classes of `stage`.
+    pub fn num_classes(&self, stage: u8) -> Option<u8> {
+        self.stages
+            .get(usize::from(stage))
+            .map(|s| s.classes.num_classes)
+    }
+
+    /// Contexts of `stage` that have a table of their own.
+    pub fn num_context_tables(&self, stage: u8) -> Option<usize> {
+        self.stages.get(usize::from(stage)).map(|s| s.tables.len())
+    }
+
+    /// A prior with one uniform-ish table per stage and no contexts: every
+    /// index costs about `log2 K` bits. Useful before a prior is trained.
+    pub fn uniform(num_symbols: &[u16]) -> Result<Self> {
+        let mut builder = super::PriorBuilder::new(
+            num_symbols,
+            num_symbols
+                .iter()
+                .map(|&k| vec![0; usize::from(k)])
+                .collect(),
+            1,
+        )?;
+        builder.set_fallback_only(true);
+        builder.build(u64::MAX, 1.0)
+    }
+
+    /// The prior's bytes (spec section "Prior bytes").
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&PRIOR_MAGIC);
+        out.push(PRIOR_VERSION);
+        out.push(PRECISION as u8);
+        out.push(self.stages.len() as u8);
+        for stage in &self.stages {
+            varint::encode(u64::from(stage.num_symbols), &mut out);
+            out.push(stage.classes.num_classes);
+            out.extend_from_slice(&stage.classes.class_of);
+            varint::encode(stage.tables.len() as u64, &mut out);
+            write_table(&stage.fallback, stage.num_symbols, &mut out);
+            for (id, table) in stage.context_ids.iter().zip(&stage.tables) {
+                varint::encode(u64::from(*id), &mut out);
+                write_table(table, stage.num_symbols, &mut out);
+            }
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Parses and validates prior bytes. Hostile bytes give an error; every
+    /// allocation is bounded by the limits in the spec and by the input length.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let body_len = bytes.len().checked_sub(4).ok_or_else(|| {
+            bad(
+                bytes.len(),
+                "length",
+                "at least 4 bytes",
+                bytes.len().to_string(),
+            )
+        })?;
+        let (body, crc_bytes) = bytes.split_at(body_len);
+        let mut cursor = Cursor {
+            bytes: body,
+            pos: 0,
+        };
+        let magic = cursor.take(4, "magic")?;
+        if magic != PRIOR_MAGIC {
+            return Err(bad(0, "magic", "\"vqzp\"", format!("{magic:02x?}")));
+        }
+        let version = cursor.u8("version")?;
+        if version != PRIOR_VERSION {
+            return Err(bad(4, "version", "1", version.to_string()));
+        }
+        let precision = cursor.u8("precision")?;
+        if u32::from(precision) != PRECISION as u32 {
+            return Err(bad(5, "precision", "16", precision.to_string()));
+        }
+        let num_stages = cursor.u8("stage count")?;
+        if !(1..=MAX_PRIOR_STAGES).contains(&num_stages) {
+            return Err(bad(6, "stage count", "1..=8", num_stages.to_string()));
+        }
+        let stored_crc = u32::from_le_bytes(
+            crc_bytes
+                .try_into()
+                .map_err(|_| bad(body_len, "CRC-32", "4 bytes", "fewer".into()))?,
+        );
+        let computed = crc32fast::hash(body);
+        if stored_crc != computed {
+            return Err(bad(
+                body_len,
+                "CRC-32",
+                format!("{computed:#010x} (computed)"),
+                format!("{stored_crc:#010x}"),
+            ));
+        }
+        let mut stages: Vec<StagePrior> = Vec::with_capacity(usize::from(num_stages));
+        let mut entries_left = MAX_TABLE_ENTRIES;
+        for _ in 0..num_stages {
+            let prev_classes = stages.last().map_or(1, |s| s.classes.num_classes);
+            let stage = read_stage(&mut cursor, prev_classes, &mut entries_left)?;
+            stages.push(stage);
+        }
+        if cursor.pos != body.len() {
+            return Err(bad(
+                cursor.pos,
+                "end of prior",
+                "the CRC-32 right after the last stage",
+                format!("{} extra bytes", body.len() - cursor.pos),
+            ));
+        }
+        Ok(Self { stages })
+    }
+}
+
+fn write_table(table: &Table, num_symbols: u16, out: &mut Vec<u8>) {
+    for symbol in 0..num_symbols {
+        varint::encode(u64::from(freq(table, symbol).saturating_sub(1)), out);
+    }
+}
+
+fn bad(
+    offset: usize,
+    field: &'static str,
+    expected: impl Into<String>,
+    found: String,
+) -> EntropyError {
+    EntropyError::BadPrior {
+        offset,
+        field,
+        expected: expected.into(),
+        found,
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.pos)
+    }
+
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n);
+        let slice = end
+            .and_then(|end| self.bytes.get(self.pos..end))
+            .ok_or_else(|| {
+                bad(
+                    self.pos,
+                    field,
+                    format!("{n} more bytes"),
+                    format!("{} bytes", self.remaining()),
+                )
+            })?;
+        self.pos += n;
+        Ok(slice)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8> {
+        Ok(self.take(1, field)?.first().copied().unwrap_or(0))
+    }
+
+    fn varint(&mut self, field: &'static str) -> Result<u32> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let (value, len) = varint::decode_u32(rest)
+            .map_err(|e| bad(self.pos, field, "a canonical 32-bit varint", e.to_string()))?;
+        self.pos += len;
+        Ok(value)
+    }
+}
+
+fn read_table(cursor: &mut Cursor<'_>, num_symbols: u16) -> Result<Table> {
+    let start = cursor.pos;
+    let mut freqs = Vec::with_capacity(usize::from(num_symbols));
+    for _ in 0..num_symbols {
+        let f = cursor.varint("frequency")?;
+        if f >= 1 << PRECISION {
+            return Err(bad(start, "frequency", "below 2^16", f.to_string()));
+        }
+        freqs.push(f + 1);
+    }
+    table_from_freqs(&freqs).map_err(|found| {
+        bad(
+            start,
+            "frequency table",
+            "frequencies >= 1 summing to 2^16",
+            found,
+        )
+    })
+}
+
+fn read_stage(
+    cursor: &mut Cursor<'_>,
+    prev_classes: u8,
+    entries_left: &mut u64,
+) -> Result<StagePrior> {
+    let k_offset = cursor.pos;
+    let num_symbols = cursor.varint("codebook size")?;
+    let num_symbols = u16::try_from(num_symbols)
+        .ok()
+        .filter(|k| (2..=MAX_NUM_SYMBOLS).contains(k))
+        .ok_or_else(|| {
+            bad(
+                k_offset,
+                "codebook size",
+                "2..=4096",
+                num_symbols.to_string(),
+            )
+        })?;
+    let c_offset = cursor.pos;
+    let num_classes = cursor.u8("class count")?;
+    if !(1..=MAX_CLASSES).contains(&num_classes) {
+        return Err(bad(
+            c_offset,
+            "class count",
+            "1..=32",
+            num_classes.to_string(),
+        ));
+    }
+    let map_offset = cursor.pos;
+    let class_of = cursor.take(usize::from(num_symbols), "class map")?.to_vec();
+    if let Some((i, &c)) = class_of
+        .iter()
+        .enumerate()
+        .find(|&(_, &c)| c >= num_classes)
+    {
+        return Err(bad(
+            map_offset + i,
+            "class map",
+            format!("a class below {num_classes}"),
+            c.to_string(),
+        ));
+    }
+    let classes = Classes {
+        num_classes,
+        class_of,
+        prev_classes,
+    };
+    let num_contexts = classes.num_contexts();
+    let t_offset = cursor.pos;
+    let num_tables = cursor.varint("table count")? as usize;
+    if num_tables > num_contexts {
+        return Err(bad(
+            t_offset,
+            "table count",
+            format!("at most {num_contexts} (the contexts of this stage)"),
+            num_tables.to_string(),
+        ));
+    }
+    let entries = (num_tables as u64 + 1) * u64::from(num_symbols);
+    if entries > *entries_left {
+        return Err(EntropyError::LimitExceeded {
+            what: "frequency table entries in a prior",
+            found: MAX_TABLE_ENTRIES - *entries_left + entries,
+            limit: MAX_TABLE_ENTRIES,
+        });
+    }
+    // Each table entry takes at least one byte: a short input cannot ask for
+    // more tables than it holds.
+    if entries > cursor.remaining() as u64 {
+        return Err(bad(
+            t_offset,
+            "table count",
+            format!("at most {} bytes of tables", cursor.remaining()),
+            format!("{num_tables} tables of {num_symbols} entries"),
+        ));
+    }
+    *entries_left -= entries;
+    let fallback = read_table(cursor, num_symbols)?;
+    let mut context_table = vec![u32::MAX; num_contexts];
+    let mut context_ids = Vec::with_capacity(num_tables);
+    let mut tables = Vec::with_capacity(num_tables);
+    for t in 0..num_tables {
+        let id_offset = cursor.pos;
+        let id = cursor.varint("context id")?;
+        let after_previous = context_ids.last().map_or(0, |&last: &u32| last + 1);
+        if id < after_previous || id as usize >= num_contexts {
+            return Err(bad(
+                id_offset,
+                "context id",
+                format!("ascending ids in {after_previous}..{num_contexts}"),
+                id.to_string(),
+            ));
+        }
+        if let Some(slot) = context_table.get_mut(id as usize) {
+            *slot = t as u32;
+        }
+        context_ids.push(id);
+        tables.push(read_table(cursor, num_symbols)?);
+    }
+    Ok(StagePrior {
+        num_symbols,
+        classes,
+        fallback,
+        context_table,
+        context_ids,
+        tables,
+    })
+}

@@ -1,0 +1,211 @@
+//! Frames (spec section "Frame"): the descriptor byte, optional geometry,
+//! payload length, payload and CRC-32 of one image.
+
+use std::io::Read;
+
+use super::error::{FormatError, Place, Result};
+use super::header::{FileHeader, Geometry, check_geometry};
+use super::input::Input;
+use super::limits::Limits;
+use super::varint;
+
+/// Most codebook stages a frame can have (3 bits in the descriptor).
+pub const MAX_STAGES: u8 = 8;
+/// Most bits one stored index takes (codebooks hold at most 4096 entries);
+/// bounds any payload to `ceil(symbols * 12 / 8)` bytes.
+pub const MAX_INDEX_BITS: u64 = 12;
+
+const DESCRIPTOR_STAGES: u8 = 0x07;
+const DESCRIPTOR_ANS: u8 = 0x08;
+const DESCRIPTOR_GEOMETRY: u8 = 0x10;
+const DESCRIPTOR_RESERVED: u8 = 0x60;
+
+/// How a frame's payload codes its indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodingMode {
+    /// Indices bit-packed at a fixed width per stage.
+    Stored,
+    /// rANS under the model's context prior.
+    Ans,
+}
+
+/// A frame's header with its geometry resolved against the file default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Payload coding.
+    pub coding_mode: CodingMode,
+    /// Codebook stages (the quality level), 1..=8.
+    pub stages: u8,
+    /// The frame's geometry (its own, or the file default).
+    pub geometry: Geometry,
+    /// Payload length in bytes.
+    pub payload_len: u32,
+}
+
+impl FrameHeader {
+    /// Symbols in the payload: grid cells x channels x stages.
+    pub fn symbol_count(&self, grid_stride_log2: u8) -> u64 {
+        self.geometry.symbol_count(grid_stride_log2, self.stages)
+    }
+
+    /// Appends the frame header bytes (descriptor to payload length);
+    /// geometry is written only when it differs from `default`.
+    pub(crate) fn encode(&self, default: &Geometry, out: &mut Vec<u8>) {
+        let explicit = self.geometry != *default;
+        let mut descriptor = self.stages.saturating_sub(1) & DESCRIPTOR_STAGES;
+        if self.coding_mode == CodingMode::Ans {
+            descriptor |= DESCRIPTOR_ANS;
+        }
+        if explicit {
+            descriptor |= DESCRIPTOR_GEOMETRY;
+        }
+        out.push(descriptor);
+        if explicit {
+            varint::encode(u64::from(self.geometry.width), out);
+            varint::encode(u64::from(self.geometry.height), out);
+            out.push(self.geometry.channels);
+        }
+        varint::encode(u64::from(self.payload_len), out);
+    }
+}
+
+/// One decoded frame: its number in the file, header and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Position in the file, counting from 0.
+    pub number: u64,
+    /// The frame header.
+    pub header: FrameHeader,
+    /// The coded indices.
+    pub payload: Vec<u8>,
+}
+
+/// Whether a block tag is a frame descriptor (bit 7 clear).
+pub(crate) fn is_frame_descriptor(tag: u8) -> bool {
+    tag & 0x80 == 0
+}
+
+/// CRC-32 of frame `number`: the file header's hasher state, then the frame
+/// number as 8 bytes little-endian, the frame header bytes and the payload.
+pub(crate) fn frame_crc(
+    header_crc: &crc32fast::Hasher,
+    number: u64,
+    header_bytes: &[u8],
+    payload: &[u8],
+) -> u32 {
+    let mut hasher = header_crc.clone();
+    hasher.update(&number.to_le_bytes());
+    hasher.update(header_bytes);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Reads the rest of frame `number` after its descriptor byte `descriptor`
+/// (read at `offset`) and checks its CRC.
+pub(crate) fn read_frame<R: Read>(
+    input: &mut Input<R>,
+    descriptor: u8,
+    offset: u64,
+    number: u64,
+    file_header: &FileHeader,
+    header_crc: &crc32fast::Hasher,
+    limits: &Limits,
+) -> Result<Frame> {
+    let place = Place::Frame(number);
+    if descriptor & DESCRIPTOR_RESERVED != 0 {
+        return Err(FormatError::Malformed {
+            offset,
+            place,
+            field: "descriptor",
+            expected: "reserved bits 5-6 clear".into(),
+            found: format!("{descriptor:#04x}"),
+        });
+    }
+    let stages = (descriptor & DESCRIPTOR_STAGES) + 1;
+    let coding_mode = if descriptor & DESCRIPTOR_ANS != 0 {
+        CodingMode::Ans
+    } else {
+        CodingMode::Stored
+    };
+    let default = file_header.default_geometry;
+    let geometry = if descriptor & DESCRIPTOR_GEOMETRY != 0 {
+        let geometry_offset = input.offset();
+        let width = input.read_varint_u32(place, "width")?;
+        let height = input.read_varint_u32(place, "height")?;
+        let channels_offset = input.offset();
+        let channels = input.read_u8(place, "channels")?;
+        if super::header::channel_code(channels).is_none() {
+            return Err(FormatError::Malformed {
+                offset: channels_offset,
+                place,
+                field: "channels",
+                expected: "1, 3 or 4".into(),
+                found: channels.to_string(),
+            });
+        }
+        let geometry = Geometry {
+            width,
+            height,
+            channels,
+        };
+        check_geometry(&geometry, limits, geometry_offset, place)?;
+        if geometry == default {
+            return Err(FormatError::Malformed {
+                offset: geometry_offset,
+                place,
+                field: "explicit geometry",
+                expected: "a geometry other than the file default (which is implied)".into(),
+                found: format!("{width}x{height}x{channels}"),
+            });
+        }
+        geometry
+    } else {
+        default
+    };
+    let symbols = geometry.symbol_count(file_header.grid_stride_log2, stages);
+    if symbols > limits.max_symbols_per_frame {
+        return Err(FormatError::LimitExceeded {
+            offset,
+            place,
+            field: "symbol count",
+            found: symbols,
+            limit: limits.max_symbols_per_frame,
+        });
+    }
+    let len_offset = input.offset();
+    let payload_len = input.read_varint_u32(place, "payload length")?;
+    let payload_bound = symbols.saturating_mul(MAX_INDEX_BITS).div_ceil(8);
+    let limit = payload_bound.min(u64::from(limits.max_payload_len));
+    if u64::from(payload_len) > limit {
+        return Err(FormatError::LimitExceeded {
+            offset: len_offset,
+            place,
+            field: "payload length",
+            found: u64::from(payload_len),
+            limit,
+        });
+    }
+    let header = FrameHeader {
+        coding_mode,
+        stages,
+        geometry,
+        payload_len,
+    };
+    let payload = input.read_vec(payload_len, place, "payload")?;
+    let stored = u32::from_le_bytes(input.read_array(place, "CRC-32")?);
+    let mut header_bytes = Vec::with_capacity(16);
+    header.encode(&default, &mut header_bytes);
+    let computed = frame_crc(header_crc, number, &header_bytes, &payload);
+    if stored != computed {
+        return Err(FormatError::CrcMismatch {
+            frame: number,
+            stored,
+            computed,
+        });
+    }
+    Ok(Frame {
+        number,
+        header,
+        payload,
+    })
+}

@@ -1,0 +1,266 @@
+//! The file header (spec section "File header"): magic, version, flags and
+//! frame layout, model id, default frame geometry.
+
+use std::io::Read;
+
+use super::error::{FormatError, Place, Result};
+use super::input::Input;
+use super::limits::Limits;
+use super::varint;
+
+/// The three magic bytes every vqz file starts with: `vqz`.
+pub const MAGIC: [u8; 3] = *b"vqz";
+/// Major version this crate reads and writes.
+pub const VERSION_MAJOR: u8 = 1;
+/// Minor version this crate writes.
+pub const VERSION_MINOR: u8 = 0;
+/// Largest latent grid stride exponent (stride 128).
+pub const MAX_GRID_STRIDE_LOG2: u8 = 7;
+
+const FLAG_MODEL_EMBEDDED: u8 = 0x01;
+const FLAGS_RESERVED: u8 = 0xC0;
+
+/// Names the model a file was encoded with: the first 4 bytes of the SHA-256
+/// of the model file. The container treats it as opaque bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ModelId(pub [u8; 4]);
+
+impl std::fmt::Display for ModelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Size of one image: width and height in pixels, and channels (1, 3 or 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    /// Width in pixels, 1..=`Limits::max_dimension`.
+    pub width: u32,
+    /// Height in pixels, 1..=`Limits::max_dimension`.
+    pub height: u32,
+    /// Channels: 1 (grey), 3 (RGB) or 4 (RGBA).
+    pub channels: u8,
+}
+
+impl Geometry {
+    /// Latent grid size `(ceil(width / stride), ceil(height / stride))` for a
+    /// stride of `2^grid_stride_log2`.
+    pub fn grid_dims(&self, grid_stride_log2: u8) -> (u32, u32) {
+        let stride_log2 = u32::from(grid_stride_log2.min(31));
+        let up = |v: u32| -> u32 {
+            let stride = 1u64 << stride_log2;
+            let cells = (u64::from(v) + stride - 1) >> stride_log2;
+            u32::try_from(cells).unwrap_or(u32::MAX)
+        };
+        (up(self.width), up(self.height))
+    }
+
+    /// Symbols in a frame of this geometry coded with `stages` codebook
+    /// stages: `grid_width * grid_height * channels * stages`.
+    pub fn symbol_count(&self, grid_stride_log2: u8, stages: u8) -> u64 {
+        let (gw, gh) = self.grid_dims(grid_stride_log2);
+        // Each factor is below 2^32, 2^32, 2^8, 2^8: saturating never triggers
+        // for valid dimensions, and saturates to a value over every limit otherwise.
+        u64::from(gw)
+            .saturating_mul(u64::from(gh))
+            .saturating_mul(u64::from(self.channels))
+            .saturating_mul(u64::from(stages))
+    }
+
+    /// Checks dimensions and channels against the spec and `limits`.
+    pub fn validate(&self, limits: &Limits) -> std::result::Result<(), String> {
+        if self.width == 0 || self.height == 0 {
+            return Err(format!(
+                "image size {}x{}: width and height must be at least 1",
+                self.width, self.height
+            ));
+        }
+        if self.width > limits.max_dimension || self.height > limits.max_dimension {
+            return Err(format!(
+                "image size {}x{} is over the limit of {}",
+                self.width, self.height, limits.max_dimension
+            ));
+        }
+        if channel_code(self.channels).is_none() {
+            return Err(format!("channels must be 1, 3 or 4, not {}", self.channels));
+        }
+        Ok(())
+    }
+}
+
+/// Two-bit code of a channel count in the header's layout byte.
+pub(crate) fn channel_code(channels: u8) -> Option<u8> {
+    match channels {
+        1 => Some(0),
+        3 => Some(1),
+        4 => Some(2),
+        _ => None,
+    }
+}
+
+fn channels_from_code(code: u8) -> Option<u8> {
+    match code {
+        0 => Some(1),
+        1 => Some(3),
+        2 => Some(4),
+        _ => None,
+    }
+}
+
+/// The file header: everything a decoder needs before the first frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHeader {
+    /// Major version (1 for this spec).
+    pub version_major: u8,
+    /// Minor version; a reader accepts any minor of its major.
+    pub version_minor: u8,
+    /// Whether a model section precedes the first frame. The [`Writer`](super::Writer)
+    /// sets this itself from its `embedded_model` argument.
+    pub model_embedded: bool,
+    /// The model the frames were encoded with.
+    pub model_id: ModelId,
+    /// Geometry of every frame that does not carry its own.
+    pub default_geometry: Geometry,
+    /// log2 of the latent grid stride: a `w x h` image has a
+    /// `ceil(w / 2^s) x ceil(h / 2^s)` grid of code indices. 0..=7.
+    pub grid_stride_log2: u8,
+}
+
+impl FileHeader {
+    /// A version-1.0 header without an embedded model.
+    pub fn new(model_id: ModelId, default_geometry: Geometry, grid_stride_log2: u8) -> Self {
+        Self {
+            version_major: VERSION_MAJOR,
+            version_minor: VERSION_MINOR,
+            model_embedded: false,
+            model_id,
+            default_geometry,
+            grid_stride_log2,
+        }
+    }
+
+    /// The header's bytes, as written at the start of a file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.default_geometry
+            .validate(&Limits::DEFAULT)
+            .map_err(FormatError::InvalidArgument)?;
+        if self.grid_stride_log2 > MAX_GRID_STRIDE_LOG2 {
+            return Err(FormatError::InvalidArgument(format!(
+                "grid stride log2 must be at most {MAX_GRID_STRIDE_LOG2}, not {}",
+                self.grid_stride_log2
+            )));
+        }
+        if self.version_major > 15 || self.version_minor > 15 {
+            return Err(FormatError::InvalidArgument(format!(
+                "version {}.{}: each part must fit in 4 bits",
+                self.version_major, self.version_minor
+            )));
+        }
+        let mut out = Vec::with_capacity(16);
+        self.encode(&mut out);
+        Ok(out)
+    }
+
+    /// Appends the header's bytes without validating; used to recompute the
+    /// bytes a reader parsed (every field has one encoding) for the CRC.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let channels = channel_code(self.default_geometry.channels).unwrap_or(0);
+        out.extend_from_slice(&MAGIC);
+        out.push((self.version_major << 4) | self.version_minor);
+        out.push(u8::from(self.model_embedded) | (channels << 1) | (self.grid_stride_log2 << 3));
+        out.extend_from_slice(&self.model_id.0);
+        varint::encode(u64::from(self.default_geometry.width), out);
+        varint::encode(u64::from(self.default_geometry.height), out);
+    }
+}
+
+/// Reads and validates a file header (spec section "File header").
+pub(crate) fn read_file_header<R: Read>(
+    input: &mut Input<R>,
+    limits: &Limits,
+) -> Result<FileHeader> {
+    let place = Place::FileHeader;
+    let magic: [u8; 3] = input.read_array(place, "magic")?;
+    if magic != MAGIC {
+        return Err(FormatError::BadMagic { found: magic });
+    }
+    let version = input.read_u8(place, "version")?;
+    let (major, minor) = (version >> 4, version & 0x0F);
+    if major != VERSION_MAJOR {
+        return Err(FormatError::UnsupportedVersion {
+            major,
+            minor,
+            supported: VERSION_MAJOR,
+        });
+    }
+    let flags_offset = input.offset();
+    let flags = input.read_u8(place, "flags")?;
+    if flags & FLAGS_RESERVED != 0 {
+        return Err(FormatError::Malformed {
+            offset: flags_offset,
+            place,
+            field: "flags",
+            expected: "reserved bits 6-7 clear".into(),
+            found: format!("{flags:#04x}"),
+        });
+    }
+    let channels = channels_from_code((flags >> 1) & 0x03).ok_or(FormatError::Malformed {
+        offset: flags_offset,
+        place,
+        field: "channel code (flags bits 1-2)",
+        expected: "0, 1 or 2 (1, 3 or 4 channels)".into(),
+        found: "3".into(),
+    })?;
+    let grid_stride_log2 = (flags >> 3) & 0x07;
+    let model_id = ModelId(input.read_array(place, "model id")?);
+    let width_offset = input.offset();
+    let width = input.read_varint_u32(place, "width")?;
+    let height = input.read_varint_u32(place, "height")?;
+    let default_geometry = Geometry {
+        width,
+        height,
+        channels,
+    };
+    check_geometry(&default_geometry, limits, width_offset, place)?;
+    Ok(FileHeader {
+        version_major: major,
+        version_minor: minor,
+        model_embedded: flags & FLAG_MODEL_EMBEDDED != 0,
+        model_id,
+        default_geometry,
+        grid_stride_log2,
+    })
+}
+
+/// Checks a geometry read from a file at `offset`.
+pub(crate) fn check_geometry(
+    geometry: &Geometry,
+    limits: &Limits,
+    offset: u64,
+    place: Place,
+) -> Result<()> {
+    let Geometry { width, height, .. } = *geometry;
+    if width == 0 || height == 0 {
+        return Err(FormatError::Malformed {
+            offset,
+            place,
+            field: "width/height",
+            expected: "at least 1".into(),
+            found: format!("{width}x{height}"),
+        });
+    }
+    let largest = width.max(height);
+    if largest > limits.max_dimension {
+        return Err(FormatError::LimitExceeded {
+            offset,
+            place,
+            field: "width/height",
+            found: u64::from(largest),
+            limit: u64::from(limits.max_dimension),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! The streaming writer (spec section "Writing"): file header, optional model
+//! section, frames appended one at a time, end marker on `finish`.
+
+use std::io::Write;
+
+use super::error::{FormatError, Result};
+use super::frame::{CodingMode, FrameHeader, MAX_INDEX_BITS, MAX_STAGES, frame_crc};
+use super::header::{FileHeader, Geometry, MAX_GRID_STRIDE_LOG2, VERSION_MAJOR, VERSION_MINOR};
+use super::limits::Limits;
+use super::section::{SECTION_TYPE_MODEL, encode_end_marker, encode_section};
+
+/// Writes a vqz stream. Everything it writes is readable by a [`Reader`]
+/// with default [`Limits`](super::Limits): arguments outside them are refused.
+///
+/// [`Reader`]: super::Reader
+pub struct Writer<W: Write> {
+    inner: W,
+    header: FileHeader,
+    header_crc: crc32fast::Hasher,
+    frames_written: u64,
+    bytes_written: u64,
+    scratch: Vec<u8>,
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the file header (version 1.0; `model_embedded` is set from
+    /// `embedded_model`) and, if given, the model section.
+    pub fn new(inner: W, header: &FileHeader, embedded_model: Option<&[u8]>) -> Result<Self> {
+        let header = FileHeader {
+            version_major: VERSION_MAJOR,
+            version_minor: VERSION_MINOR,
+            model_embedded: embedded_model.is_some(),
+            ..header.clone()
+        };
+        let header_bytes = header.to_bytes()?;
+        let mut header_crc = crc32fast::Hasher::new();
+        header_crc.update(&header_bytes);
+        let mut writer = Self {
+            inner,
+            header,
+            header_crc,
+            frames_written: 0,
+            bytes_written: 0,
+            scratch: Vec::with_capacity(64),
+        };
+        writer.emit(&header_bytes)?;
+        if let Some(model) = embedded_model {
+            let mut block = Vec::with_capacity(model.len().saturating_add(16));
+            encode_section(&writer.header_crc, SECTION_TYPE_MODEL, model, &mut block)?;
+            writer.emit(&block)?;
+        }
+        Ok(writer)
+    }
+
+    fn emit(&mut self, bytes: &[u8]) -> Result<()> {
+        self.inner.write_all(bytes)?;
+        self.bytes_written = self.bytes_written.saturating_add(bytes.len() as u64);
+        Ok(())
+    }
+
+    /// The header as written.
+    pub fn header(&self) -> &FileHeader {
+        &self.header
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// Frames written so far.
+    pub fn frames_written(&self) -> u64 {
+        self.frames_written
+    }
+
+    /// Appends one frame. `geometry` is stored in the frame only when it
+    /// differs from the file default. The payload must not exceed the bound
+    /// in the spec (`ceil(symbols * 12 / 8)` bytes, and the payload limit).
+    pub fn write_frame(
+        &mut self,
+        coding_mode: CodingMode,
+        stages: u8,
+        geometry: Geometry,
+        payload: &[u8],
+    ) -> Result<()> {
+        let limits = Limits::DEFAULT;
+        if !(1..=MAX_STAGES).contains(&stages) {
+            return Err(FormatError::InvalidArgument(format!(
+                "stages must be 1..={MAX_STAGES}, not {stages}"
+            )));
+        }
+        geometry
+            .validate(&limits)
+            .map_err(FormatError::InvalidArgument)?;
+        debug_assert!(self.header.grid_stride_log2 <= MAX_GRID_STRIDE_LOG2);
+        let symbols = geometry.symbol_count(self.header.grid_stride_log2, stages);
+        if symbols > limits.max_symbols_per_frame {
+            return Err(FormatError::InvalidArgument(format!(
+                "frame of {symbols} symbols is over the limit of {}",
+                limits.max_symbols_per_frame
+            )));
+        }
+        let bound = symbols
+            .saturating_mul(MAX_INDEX_BITS)
+            .div_ceil(8)
+            .min(u64::from(limits.max_payload_len));
+        let payload_len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&len| u64::from(len) <= bound)
+            .ok_or_else(|| {
+                FormatError::InvalidArgument(format!(
+                    "payload of {} bytes is over the bound of {bound} for {symbols} symbols",
+                    payload.len()
+                ))
+            })?;
+        let header = FrameHeader {
+            coding_mode,
+            stages,
+            geometry,
+            payload_len,
+        };
+        let mut block = std::mem::take(&mut self.scratch);
+        block.clear();
+        header.encode(&self.header.default_geometry, &mut block);
+        let crc = frame_crc(&self.header_crc, self.frames_written, &block, payload);
+        let result = self
+            .emit(&block)
+            .and_then(|()| self.emit(payload))
+            .and_then(|()| self.emit(&crc.to_le_bytes()));
+        self.scratch = block;
+        result?;
+        self.frames_written = self.frames_written.saturating_add(1);
+        Ok(())
+    }
+
+    /// Appends a section that readers skip unless they know `section_type`.
+    /// Type 1 (the model) is written by [`Writer::new`] only.
+    pub fn write_section(&mut self, section_type: u32, body: &[u8]) -> Result<()> {
+        if section_type == SECTION_TYPE_MODEL {
+            return Err(FormatError::InvalidArgument(
+                "the model section (type 1) is written by Writer::new".into(),
+            ));
+        }
+        let mut block = Vec::with_capacity(body.len().saturating_add(16));
+        encode_section(&self.header_crc, section_type, body, &mut block)?;
+        self.emit(&block)
+    }
+
+    /// Writes the end marker, flushes, and returns the inner writer.
+    pub fn finish(mut self) -> Result<W> {
+        let mut block = Vec::with_capacity(11);
+        encode_end_marker(self.frames_written, &mut block);
+        self.emit(&block)?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> std::fmt::Debug for Writer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("header", &self.header)
+            .field("frames_written", &self.frames_written)
+            .field("bytes_written", &self.bytes_written)
+            .finish_non_exhaustive()
+    }
+}
