@@ -142,7 +142,7 @@ fn spec_decode(
             if payload.len() != bit.div_ceil(8) {
                 return None;
             }
-            if bit % 8 != 0 && payload[bit / 8] & (0xff >> (bit % 8)) != 0 {
+            if !bit.is_multiple_of(8) && payload[bit / 8] & (0xff >> (bit % 8)) != 0 {
                 return None;
             }
         }

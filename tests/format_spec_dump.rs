@@ -143,6 +143,12 @@ fn spec_hex_dump_matches_the_code() {
     assert_eq!(reader.next_frame().unwrap().unwrap().header.stages, 2);
     assert!(reader.next_frame().unwrap().is_none());
     assert_eq!(bytes.len(), SPEC_FILE_LEN);
+    // It is also a golden file.
+    let golden = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden/spec-example.vqz"),
+    )
+    .unwrap();
+    assert_eq!(golden, bytes);
 }
 
 /// Length of the example file, also stated in the spec's text.

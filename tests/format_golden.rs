@@ -1,0 +1,333 @@
+//! Golden files (`testdata/golden/`, listed in `testdata/MANIFEST`): each is
+//! decoded and compared byte for byte with its expected content, re-encoded
+//! to the same bytes, and every single-bit flip of it must be rejected.
+//!
+//! The files are a format freeze: never regenerate them to make a test pass.
+//! A change here is a format change and bumps the version (spec section 2).
+//! `VQZ_WRITE_GOLDEN=1 cargo test --test format_golden -- --ignored` wrote them.
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+#[path = "support/sha256.rs"]
+mod sha256;
+
+use std::path::{Path, PathBuf};
+
+use synthetic::{BLANK, K, Rng, digit_grid};
+use vqz::entropy::{IndexGrid, Prior, PriorBuilder, decode_grid, encode_grid};
+use vqz::format::{CodingMode, FileHeader, Geometry, ModelId, Reader, Writer};
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden")
+}
+
+fn read_golden(name: &str) -> Vec<u8> {
+    std::fs::read(golden_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn model_id_of(bytes: &[u8]) -> ModelId {
+    let hex = sha256::sha256_hex(bytes);
+    let mut id = [0u8; 4];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap();
+    }
+    ModelId(id)
+}
+
+const DIGIT: Geometry = Geometry {
+    width: 28,
+    height: 28,
+    channels: 1,
+};
+
+/// One decoded frame as text: `stages mode i0 i1 ...`.
+fn frame_line(stages: u8, mode: CodingMode, indices: &[u16]) -> String {
+    let mode = match mode {
+        CodingMode::Ans => "ans",
+        CodingMode::Stored => "stored",
+    };
+    let list: Vec<String> = indices.iter().map(u16::to_string).collect();
+    format!("{stages} {mode} {}", list.join(" "))
+}
+
+/// Reads a whole file and decodes every frame with `prior`; returns one line
+/// per frame, or the first error.
+fn decode_file(bytes: &[u8], prior: &Prior) -> Result<Vec<String>, String> {
+    let mut reader = Reader::new(bytes).map_err(|e| e.to_string())?;
+    let stride = reader.header().grid_stride_log2;
+    let mut lines = Vec::new();
+    while let Some(frame) = reader.next_frame().map_err(|e| e.to_string())? {
+        let (gw, gh) = frame.header.geometry.grid_dims(stride);
+        let grid = decode_grid(
+            prior,
+            frame.header.coding_mode,
+            &frame.payload,
+            gw,
+            gh,
+            frame.header.geometry.channels,
+            frame.header.stages,
+        )
+        .map_err(|e| format!("frame {}: {e}", frame.number))?;
+        lines.push(frame_line(
+            grid.stages,
+            frame.header.coding_mode,
+            &grid.indices,
+        ));
+    }
+    Ok(lines)
+}
+
+// ---- how the golden files were made (run only to create new ones) ----
+
+fn make_prior() -> Prior {
+    let mut rng = Rng(2026);
+    let train: Vec<_> = (0..3000).map(|_| digit_grid(&mut rng, 2)).collect();
+    let classes = PriorBuilder::class_maps_from_unigram(&[K, K], 4, &train).unwrap();
+    let mut builder = PriorBuilder::new(&[K, K], classes, 4).unwrap();
+    for grid in &train {
+        builder.observe(grid).unwrap();
+    }
+    builder.build(200, 4.0).unwrap()
+}
+
+fn make_grids() -> Vec<IndexGrid> {
+    let mut rng = Rng(77);
+    let mut grids: Vec<_> = (0..8).map(|i| digit_grid(&mut rng, 1 + i % 2)).collect();
+    let noise: Vec<u16> = (0..49).map(|_| rng.below(u64::from(K)) as u16).collect();
+    grids.push(IndexGrid::new(7, 7, 1, 1, noise).unwrap());
+    grids.push(IndexGrid::new(7, 7, 1, 1, vec![BLANK; 49]).unwrap());
+    grids
+}
+
+fn write_digits(prior_bytes: &[u8], prior: &Prior, grids: &[IndexGrid]) -> Vec<u8> {
+    let header = FileHeader::new(model_id_of(prior_bytes), DIGIT, 2);
+    let mut writer = Writer::new(Vec::new(), &header, None).unwrap();
+    for grid in grids {
+        let (mode, payload) = encode_grid(prior, grid).unwrap();
+        writer
+            .write_frame(mode, grid.stages, DIGIT, &payload)
+            .unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+const TINY_MODEL: &[u8] = b"tiny model: opaque bytes to the container";
+
+fn embedded_grids() -> Vec<(Geometry, IndexGrid)> {
+    let rgb = Geometry {
+        width: 12,
+        height: 8,
+        channels: 3,
+    };
+    let grey = Geometry {
+        width: 5,
+        height: 5,
+        channels: 1,
+    };
+    vec![
+        (
+            rgb,
+            IndexGrid::new(3, 2, 3, 2, (0..36).map(|i| (i * 5 % 16) as u16).collect()).unwrap(),
+        ),
+        (grey, IndexGrid::new(2, 2, 1, 1, vec![15, 0, 7, 8]).unwrap()),
+    ]
+}
+
+fn write_embedded() -> Vec<u8> {
+    let prior = Prior::uniform(&[16, 16]).unwrap();
+    let header = FileHeader::new(
+        model_id_of(TINY_MODEL),
+        Geometry {
+            width: 12,
+            height: 8,
+            channels: 3,
+        },
+        2,
+    );
+    let mut writer = Writer::new(Vec::new(), &header, Some(TINY_MODEL)).unwrap();
+    for (n, (geometry, grid)) in embedded_grids().into_iter().enumerate() {
+        let (mode, payload) = encode_grid(&prior, &grid).unwrap();
+        writer
+            .write_frame(mode, grid.stages, geometry, &payload)
+            .unwrap();
+        if n == 0 {
+            writer.write_section(42, b"future metadata").unwrap();
+        }
+    }
+    writer.finish().unwrap()
+}
+
+#[test]
+#[ignore = "writes new golden files; run only for a new format version"]
+fn write_golden_files() {
+    if std::env::var_os("VQZ_WRITE_GOLDEN").is_none() {
+        return;
+    }
+    let dir = golden_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let prior = make_prior();
+    let prior_bytes = prior.to_bytes();
+    let grids = make_grids();
+    let digits = write_digits(&prior_bytes, &prior, &grids);
+    let lines = decode_file(&digits, &prior).unwrap();
+    std::fs::write(dir.join("synthetic.vqzp"), &prior_bytes).unwrap();
+    std::fs::write(dir.join("digits.vqz"), &digits).unwrap();
+    std::fs::write(dir.join("digits.indices"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(dir.join("embedded.vqz"), write_embedded()).unwrap();
+    for name in [
+        "synthetic.vqzp",
+        "digits.vqz",
+        "digits.indices",
+        "embedded.vqz",
+    ] {
+        let bytes = read_golden(name);
+        println!(
+            "golden/{name} {} {}",
+            bytes.len(),
+            sha256::sha256_hex(&bytes)
+        );
+    }
+}
+
+// ---- the tests ----
+
+#[test]
+fn manifest_matches_the_files() {
+    let manifest = std::fs::read_to_string(golden_dir().join("../MANIFEST")).unwrap();
+    let mut listed = Vec::new();
+    for line in manifest
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let mut parts = line.split_whitespace();
+        let (name, size, hash) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        assert!(
+            parts.next().is_some(),
+            "{name}: MANIFEST line needs a description"
+        );
+        let bytes = std::fs::read(golden_dir().join("..").join(name)).unwrap();
+        assert_eq!(bytes.len(), size.parse::<usize>().unwrap(), "{name}: size");
+        assert_eq!(sha256::sha256_hex(&bytes), hash, "{name}: SHA-256");
+        listed.push(name.to_string());
+    }
+    for entry in std::fs::read_dir(golden_dir()).unwrap() {
+        let name = format!("golden/{}", entry.unwrap().file_name().to_string_lossy());
+        assert!(listed.contains(&name), "{name} is not in testdata/MANIFEST");
+    }
+}
+
+#[test]
+fn golden_prior_reads_and_writes_back() {
+    let bytes = read_golden("synthetic.vqzp");
+    let prior = Prior::from_bytes(&bytes).unwrap();
+    assert_eq!(prior.to_bytes(), bytes);
+    assert_eq!(prior.num_stages(), 2);
+    assert_eq!(prior.num_symbols(0), Some(K));
+}
+
+#[test]
+fn golden_digits_decode_to_their_indices() {
+    let prior_bytes = read_golden("synthetic.vqzp");
+    let prior = Prior::from_bytes(&prior_bytes).unwrap();
+    let bytes = read_golden("digits.vqz");
+    let expected = String::from_utf8(read_golden("digits.indices")).unwrap();
+    let expected: Vec<&str> = expected.lines().collect();
+    let reader = Reader::new(&bytes[..]).unwrap();
+    assert_eq!(reader.header().model_id, model_id_of(&prior_bytes));
+    let lines = decode_file(&bytes, &prior).unwrap();
+    assert_eq!(lines, expected);
+    assert_eq!(lines.len(), 10);
+    assert!(
+        lines.iter().any(|l| l.contains(" stored ")),
+        "the noise frame is stored"
+    );
+
+    // Encoding the same indices gives the same bytes.
+    let grids: Vec<IndexGrid> = expected
+        .iter()
+        .map(|line| {
+            let mut parts = line.split(' ');
+            let stages: u8 = parts.next().unwrap().parse().unwrap();
+            parts.next();
+            let indices = parts.map(|v| v.parse().unwrap()).collect();
+            IndexGrid::new(7, 7, 1, stages, indices).unwrap()
+        })
+        .collect();
+    assert_eq!(write_digits(&prior_bytes, &prior, &grids), bytes);
+}
+
+#[test]
+fn golden_embedded_file_decodes() {
+    let bytes = read_golden("embedded.vqz");
+    let mut reader = Reader::new(&bytes[..]).unwrap();
+    assert_eq!(reader.embedded_model(), Some(TINY_MODEL));
+    assert_eq!(reader.header().model_id, model_id_of(TINY_MODEL));
+    let prior = Prior::uniform(&[16, 16]).unwrap();
+    for (geometry, grid) in embedded_grids() {
+        let frame = reader.next_frame().unwrap().unwrap();
+        assert_eq!(frame.header.geometry, geometry);
+        let (gw, gh) = geometry.grid_dims(2);
+        let back = decode_grid(
+            &prior,
+            frame.header.coding_mode,
+            &frame.payload,
+            gw,
+            gh,
+            geometry.channels,
+            frame.header.stages,
+        )
+        .unwrap();
+        assert_eq!(back, grid);
+    }
+    assert!(reader.next_frame().unwrap().is_none());
+    assert_eq!(
+        reader
+            .sections()
+            .iter()
+            .map(|s| s.section_type)
+            .collect::<Vec<_>>(),
+        [1, 42]
+    );
+    assert_eq!(write_embedded(), bytes);
+}
+
+#[test]
+fn every_bit_flip_of_a_golden_file_is_rejected() {
+    let prior_bytes = read_golden("synthetic.vqzp");
+    let prior = Prior::from_bytes(&prior_bytes).unwrap();
+    let uniform = Prior::uniform(&[16, 16]).unwrap();
+    for (name, prior) in [
+        ("digits.vqz", &prior),
+        ("embedded.vqz", &uniform),
+        ("spec-example.vqz", &uniform),
+    ] {
+        let bytes = read_golden(name);
+        let clean = decode_file(&bytes, prior);
+        assert!(
+            clean.is_ok() || name == "spec-example.vqz",
+            "{name}: {clean:?}"
+        );
+        let mut flipped = bytes.clone();
+        for bit in 0..bytes.len() * 8 {
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let result = decode_file(&flipped, prior);
+            assert!(
+                result.is_err(),
+                "{name}: flipping bit {bit} went unnoticed: {result:?}"
+            );
+            flipped[bit / 8] ^= 1 << (bit % 8);
+        }
+    }
+    // The prior's bytes are checked too.
+    let mut flipped = prior_bytes.clone();
+    for bit in (0..prior_bytes.len() * 8).step_by(7) {
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        assert!(Prior::from_bytes(&flipped).is_err(), "prior bit {bit}");
+        flipped[bit / 8] ^= 1 << (bit % 8);
+    }
+}
