@@ -1,0 +1,12 @@
+//! Fuzzes the ANS and stored payload decoders under fixed priors.
+//! The checks live in the crate's tests so stored crash inputs replay there.
+
+#![no_main]
+
+#[path = "../../tests/support/synthetic.rs"]
+mod synthetic;
+
+#[path = "../../tests/support/fuzz_checks.rs"]
+mod fuzz_checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_checks::ans_decoder(data));

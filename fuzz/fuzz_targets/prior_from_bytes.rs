@@ -1,0 +1,12 @@
+//! Fuzzes Prior::from_bytes, the parser of the prior stored in model files.
+//! The checks live in the crate's tests so stored crash inputs replay there.
+
+#![no_main]
+
+#[path = "../../tests/support/synthetic.rs"]
+mod synthetic;
+
+#[path = "../../tests/support/fuzz_checks.rs"]
+mod fuzz_checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_checks::prior_from_bytes(data));
