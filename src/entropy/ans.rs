@@ -88,3 +88,20 @@ pub(crate) fn decode<'a>(
     }
     Ok(symbols)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_bytes_trim_the_top_word() {
+        // Stack bottom first: [flushed, low state word, high state word].
+        let words = [0xAABB_CCDD, 0x0000_0001, 0x0000_0102];
+        let payload = words_to_payload(&words);
+        assert_eq!(payload, [0x01, 0x02, 0, 0, 0, 1, 0xAA, 0xBB, 0xCC, 0xDD]);
+        assert_eq!(payload_to_words(&payload).unwrap(), words);
+        assert!(words_to_payload(&[]).is_empty());
+        assert_eq!(payload_to_words(&[]).unwrap(), Vec::<u32>::new());
+        assert_eq!(payload_to_words(&[0, 1]), Err(EntropyError::AnsLeadingZero));
+    }
+}

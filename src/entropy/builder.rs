@@ -13,6 +13,9 @@ use super::{MAX_CLASSES, MAX_NUM_SYMBOLS, MAX_PRIOR_STAGES, PRECISION};
 
 /// Counts symbols per context over training grids and builds a [`Prior`].
 ///
+/// Memory: 8 bytes per codebook entry for every context seen in training
+/// (at most `(C + 1)^2 * C` per stage).
+///
 /// ```
 /// use vqz::entropy::{IndexGrid, PriorBuilder};
 ///
@@ -278,4 +281,37 @@ pub(crate) fn quantize(weights: &[f64]) -> Vec<u32> {
         *f = f.saturating_add(left as u32);
     }
     freqs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantized_tables_are_valid() {
+        for weights in [
+            vec![1.0, 1.0],
+            vec![0.0, 0.0, 0.0],
+            vec![1e9, 1e-9, 0.0, 3.0],
+            vec![f64::NAN, 1.0, f64::INFINITY],
+            vec![1.0; 4096],
+        ] {
+            let freqs = quantize(&weights);
+            assert_eq!(freqs.len(), weights.len());
+            assert!(freqs.iter().all(|&f| f >= 1));
+            assert_eq!(
+                freqs.iter().map(|&f| u64::from(f)).sum::<u64>(),
+                1 << PRECISION
+            );
+        }
+        let freqs = quantize(&[99.0, 1.0]);
+        assert!(freqs[0] > 64_000, "{freqs:?}");
+    }
+
+    #[test]
+    fn class_maps_rank_by_frequency() {
+        let grid = IndexGrid::new(3, 1, 1, 1, vec![2, 2, 1]).unwrap();
+        let maps = PriorBuilder::class_maps_from_unigram(&[4], 3, &[grid]).unwrap();
+        assert_eq!(maps, [vec![2, 1, 0, 2]]);
+    }
 }

@@ -146,3 +146,36 @@ impl Layout {
         i / self.per_stage.max(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbours_respect_edges() {
+        // 3x2 grid, 2 planes, 2 stages: 6 cells per plane, 12 per stage.
+        let layout = Layout::new(3, 2, 2);
+        assert_eq!(layout.neighbours(0), (None, None, None));
+        assert_eq!(layout.neighbours(1), (Some(0), None, None));
+        assert_eq!(layout.neighbours(3), (None, Some(0), None));
+        assert_eq!(layout.neighbours(4), (Some(3), Some(1), None));
+        assert_eq!(layout.neighbours(6), (None, None, None)); // plane 1 starts fresh
+        assert_eq!(layout.neighbours(16), (Some(15), Some(13), Some(4)));
+        assert_eq!(layout.stage(11), 0);
+        assert_eq!(layout.stage(12), 1);
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        assert!(IndexGrid::new(2, 2, 1, 1, vec![0; 4]).is_ok());
+        assert!(IndexGrid::new(2, 2, 1, 1, vec![0; 5]).is_err());
+        assert!(IndexGrid::new(0, 2, 1, 1, vec![]).is_err());
+        let grid = IndexGrid::new(2, 1, 1, 2, vec![1, 2, 3, 4]).unwrap();
+        assert_eq!(grid.get(1, 0, 0, 1), Some(4));
+        assert_eq!(grid.get(0, 1, 0, 0), None);
+        assert!(matches!(
+            symbol_count(1 << 16, 1 << 16, 4, 8),
+            Err(EntropyError::LimitExceeded { .. })
+        ));
+    }
+}

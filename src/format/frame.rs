@@ -209,3 +209,48 @@ pub(crate) fn read_frame<R: Read>(
         payload,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGIT: Geometry = Geometry {
+        width: 28,
+        height: 28,
+        channels: 1,
+    };
+
+    fn encoded(header: &FrameHeader) -> Vec<u8> {
+        let mut out = Vec::new();
+        header.encode(&DIGIT, &mut out);
+        out
+    }
+
+    #[test]
+    fn descriptor_bits() {
+        let mut header = FrameHeader {
+            coding_mode: CodingMode::Ans,
+            stages: 1,
+            geometry: DIGIT,
+            payload_len: 300,
+        };
+        assert_eq!(encoded(&header), [0x08, 0xAC, 0x02]);
+        header.coding_mode = CodingMode::Stored;
+        header.stages = 8;
+        header.payload_len = 5;
+        assert_eq!(encoded(&header), [0x07, 0x05]);
+        header.geometry.channels = 3;
+        assert_eq!(encoded(&header), [0x17, 28, 28, 3, 0x05]);
+        assert!(is_frame_descriptor(0x7F));
+        assert!(!is_frame_descriptor(0x80));
+    }
+
+    #[test]
+    fn crc_depends_on_frame_number() {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(b"vqz");
+        let a = frame_crc(&hasher, 0, &[0x08, 0x01], &[0xAA]);
+        let b = frame_crc(&hasher, 1, &[0x08, 0x01], &[0xAA]);
+        assert_ne!(a, b);
+    }
+}

@@ -264,3 +264,59 @@ pub(crate) fn check_geometry(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digit() -> Geometry {
+        Geometry {
+            width: 28,
+            height: 28,
+            channels: 1,
+        }
+    }
+
+    #[test]
+    fn grid_dims_round_up() {
+        assert_eq!(digit().grid_dims(2), (7, 7));
+        assert_eq!(digit().grid_dims(3), (4, 4));
+        assert_eq!(digit().grid_dims(0), (28, 28));
+        let rgb = Geometry {
+            width: 12,
+            height: 8,
+            channels: 3,
+        };
+        assert_eq!(rgb.grid_dims(2), (3, 2));
+        assert_eq!(rgb.symbol_count(2, 2), 3 * 2 * 3 * 2);
+    }
+
+    #[test]
+    fn header_bytes_follow_the_spec() {
+        let mut header = FileHeader::new(ModelId([1, 2, 3, 4]), digit(), 2);
+        header.model_embedded = true;
+        let bytes = header.to_bytes().unwrap();
+        // magic, version 1.0, flags (model | channels 0 | stride 2 << 3), id, 28, 28
+        assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x10, 0x11, 1, 2, 3, 4, 28, 28]);
+    }
+
+    #[test]
+    fn invalid_headers_are_refused() {
+        let mut header = FileHeader::new(ModelId::default(), digit(), 8);
+        assert!(header.to_bytes().is_err());
+        header.grid_stride_log2 = 2;
+        header.default_geometry.channels = 2;
+        assert!(header.to_bytes().is_err());
+        header.default_geometry = Geometry {
+            width: 0,
+            height: 5,
+            channels: 1,
+        };
+        assert!(header.to_bytes().is_err());
+    }
+
+    #[test]
+    fn model_id_displays_as_hex() {
+        assert_eq!(ModelId([0xde, 0xad, 0x0b, 0xef]).to_string(), "dead0bef");
+    }
+}
