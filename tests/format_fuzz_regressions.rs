@@ -46,3 +46,17 @@ fn ans_decoder_regressions() {
 fn prior_from_bytes_regressions() {
     replay("prior_from_bytes", fuzz_checks::prior_from_bytes);
 }
+
+#[test]
+fn checks_hold_on_golden_files() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden");
+    for name in ["digits.vqz", "embedded.vqz", "spec-example.vqz"] {
+        let bytes = std::fs::read(golden.join(name)).unwrap();
+        fuzz_checks::container_reader(&bytes);
+        fuzz_checks::blocks(&bytes[11..]);
+    }
+    let prior = std::fs::read(golden.join("synthetic.vqzp")).unwrap();
+    fuzz_checks::prior_from_bytes(&prior);
+    fuzz_checks::prior_from_bytes(&prior[..prior.len() - 4]);
+    fuzz_checks::ans_decoder(&[0x49, 0x01, 0x33, 0x27, 0xcd]);
+}
