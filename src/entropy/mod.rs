@@ -9,6 +9,7 @@
 mod ans;
 mod builder;
 mod coding;
+mod cost;
 mod error;
 mod grid;
 mod prior;
@@ -16,6 +17,7 @@ mod stored;
 
 pub use builder::PriorBuilder;
 pub use coding::{cross_entropy_bits, decode_grid, encode_grid};
+pub use cost::CodeLengths;
 pub use error::{EntropyError, Result};
 pub use grid::{IndexGrid, symbol_count};
 pub use prior::{PRIOR_MAGIC, PRIOR_VERSION, Prior};

@@ -1,0 +1,535 @@
+//! `vqz compress`, `decompress`, `info` and `verify`: argument handling,
+//! file naming and messages around `vqz::codec`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use image::DynamicImage;
+use indicatif::{ProgressBar, ProgressStyle};
+use vqz::atomic_write::write_atomic;
+use vqz::codec::{self, CompressOptions, Decoder, Encoder, Model, Quality, hex};
+use vqz::format::{CodingMode, FileIndex};
+use vqz::train::data::{Dataset, idx_bytes, parse_idx_images};
+
+/// Options shared by every command that needs a model.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Model file to use instead of the built-in MNIST model.
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<Model> {
+        match &self.model {
+            Some(p) => Model::load(p).with_context(|| format!("loading model {}", p.display())),
+            None => Model::default_model().context("loading the built-in model"),
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct OutputArgs {
+    /// Write to standard output.
+    #[arg(short = 'c', long = "stdout")]
+    stdout: bool,
+    /// Overwrite existing output files.
+    #[arg(short, long)]
+    force: bool,
+    /// Keep input files (the default).
+    #[arg(short, long, conflicts_with = "rm")]
+    keep: bool,
+    /// Remove input files after success.
+    #[arg(long)]
+    rm: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more detail.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Args)]
+pub struct CompressArgs {
+    /// Images (PNG, JPEG...), MNIST-style IDX files (plain or .gz), or - for standard input.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output file (- for standard output) [default: INPUT.vqz for one input].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Quality level: residual stages coded (1 = smallest files).
+    #[arg(short = 'l', long = "level", conflicts_with_all = ["target_psnr", "max_bytes"])]
+    level: Option<u8>,
+    /// Per image, the smallest level reaching this PSNR (dB, peak 255).
+    #[arg(long, value_name = "DB", conflicts_with = "max_bytes")]
+    target_psnr: Option<f64>,
+    /// Per image, the highest level whose standalone file fits in N bytes.
+    #[arg(long, value_name = "N")]
+    max_bytes: Option<usize>,
+    /// Store the model in the file so it decodes without it.
+    #[arg(long)]
+    embed_model: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct DecompressArgs {
+    /// A .vqz file, or - for standard input.
+    input: PathBuf,
+    /// Output PNG (one image), folder of PNGs (several), IDX file with --idx, or - for standard output.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Write all images as one MNIST-style IDX file instead of PNGs.
+    #[arg(long)]
+    idx: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A .vqz file.
+    input: PathBuf,
+    /// List every frame (info) or report timing (verify).
+    #[arg(short, long)]
+    verbose: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut v = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut v)
+            .context("reading standard input")?;
+        return Ok(v);
+    }
+    if path.is_dir() {
+        bail!("{} is a directory", path.display());
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn is_vqz(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"vqz")
+}
+
+/// Images of one input: an IDX file's digits, or one image file.
+fn decode_input(path: &Path, bytes: &[u8]) -> Result<Vec<DynamicImage>> {
+    let name = path.display();
+    if bytes.is_empty() {
+        bail!("{name} is empty");
+    }
+    if is_vqz(bytes) {
+        bail!("{name} is already a vqz file (use vqz decompress)");
+    }
+    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .take(1 << 30)
+            .read_to_end(&mut out)
+            .with_context(|| format!("inflating {name}"))?;
+        out
+    } else {
+        bytes.to_vec()
+    };
+    if raw.starts_with(&[0, 0, 8, 3]) {
+        let ds = parse_idx_images(&raw).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        return dataset_images(&ds);
+    }
+    let img = image::load_from_memory(&raw)
+        .with_context(|| format!("{name} is not an image vqz can read"))?;
+    let (img, notes) = codec::to_supported(img);
+    for n in notes {
+        eprintln!("vqz: warning: {name}: {n}");
+    }
+    Ok(vec![img])
+}
+
+fn dataset_images(ds: &Dataset) -> Result<Vec<DynamicImage>> {
+    (0..ds.len())
+        .map(|i| {
+            image::GrayImage::from_raw(ds.width as u32, ds.height as u32, ds.image(i).to_vec())
+                .map(DynamicImage::ImageLuma8)
+                .ok_or_else(|| anyhow::anyhow!("bad IDX image {i}"))
+        })
+        .collect()
+}
+
+fn progress(len: u64, quiet: bool) -> ProgressBar {
+    if quiet || len < 256 || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+fn write_output(dest: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    if dest == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes).context("writing standard output")?;
+        out.flush().context("writing standard output")?;
+        return Ok(());
+    }
+    write_atomic(dest, bytes, force).with_context(|| format!("writing {}", dest.display()))
+}
+
+fn remove_inputs(inputs: &[PathBuf], out: &OutputArgs) -> Result<()> {
+    if out.rm {
+        for p in inputs.iter().filter(|p| p.as_os_str() != "-") {
+            std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn compress(a: CompressArgs) -> Result<()> {
+    let start = Instant::now();
+    let model = a.model.load()?;
+    let quality = match (a.level, a.target_psnr, a.max_bytes) {
+        (Some(l), _, _) => Quality::Level(l),
+        (_, Some(db), _) => Quality::TargetPsnr(db),
+        (_, _, Some(n)) => Quality::MaxBytes(n),
+        _ => Quality::Level(codec::DEFAULT_LEVEL),
+    };
+    let options = CompressOptions {
+        quality,
+        embed_model: a.embed_model,
+    };
+    let stdin_input = a.inputs.iter().any(|p| p.as_os_str() == "-");
+    let dest = match (&a.output, a.out.stdout || stdin_input) {
+        (Some(o), false) => o.clone(),
+        (_, true) => PathBuf::from("-"),
+        (None, false) if a.inputs.len() == 1 => {
+            let mut p = a.inputs[0].clone().into_os_string();
+            p.push(".vqz");
+            PathBuf::from(p)
+        }
+        (None, false) => bail!("several inputs go into one stream: name it with -o FILE"),
+    };
+    if dest != Path::new("-") && dest.exists() && !a.out.force {
+        bail!("{} already exists (use -f to overwrite)", dest.display());
+    }
+    let mut images = Vec::new();
+    for p in &a.inputs {
+        images.extend(decode_input(p, &read_input(p)?)?);
+    }
+    let total_pixels: u64 = images
+        .iter()
+        .map(|i| i.width() as u64 * i.height() as u64)
+        .sum();
+    let bar = progress(images.len() as u64, a.out.quiet);
+    bar.set_prefix("compressing");
+    let mut enc = Encoder::new(Vec::new(), &model, options);
+    let mut levels = vec![0usize; model.max_level() as usize + 1];
+    for chunk in images.chunks(1024) {
+        for s in enc.write_images(chunk)? {
+            levels[s.level as usize] += 1;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let bytes = enc.finish()?;
+    write_output(&dest, &bytes, a.out.force)?;
+    remove_inputs(&a.inputs, &a.out)?;
+    if !a.out.quiet && dest != Path::new("-") {
+        let n = images.len();
+        let used: Vec<String> = levels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(l, c)| {
+                if n == 1 {
+                    format!("{l}")
+                } else {
+                    format!("{l} x{c}")
+                }
+            })
+            .collect();
+        eprintln!(
+            "{} -> {}: {} image{} ({} pixels) in {} bytes, {:.1} bits per image, level {}",
+            a.inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            dest.display(),
+            n,
+            if n == 1 { "" } else { "s" },
+            total_pixels,
+            bytes.len(),
+            bytes.len() as f64 * 8.0 / n.max(1) as f64,
+            used.join(", ")
+        );
+    }
+    if a.out.verbose {
+        eprintln!(
+            "model {} ({} {}), {:.1} ms",
+            model.id_hex(),
+            model.name(),
+            model.version(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
+fn default_decompressed_name(input: &Path, several: bool, idx: bool) -> PathBuf {
+    let s = input.to_string_lossy();
+    let stem = s.strip_suffix(".vqz").unwrap_or(&s).to_string();
+    if idx {
+        return PathBuf::from(if stem.ends_with(".idx") {
+            stem
+        } else {
+            format!("{stem}.idx")
+        });
+    }
+    if several {
+        return PathBuf::from(if stem == s { format!("{stem}.d") } else { stem });
+    }
+    let lower = stem.to_ascii_lowercase();
+    if lower.ends_with(".png") {
+        PathBuf::from(stem)
+    } else {
+        PathBuf::from(format!("{stem}.png"))
+    }
+}
+
+fn png_bytes(img: &DynamicImage) -> Result<Vec<u8>> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .context("encoding PNG")?;
+    Ok(out.into_inner())
+}
+
+pub fn decompress(a: DecompressArgs) -> Result<()> {
+    let model = a.model.load()?;
+    let bytes = read_input(&a.input)?;
+    if bytes.is_empty() {
+        bail!("{} is empty", a.input.display());
+    }
+    if !is_vqz(&bytes) {
+        bail!(
+            "{} is not a vqz file (it does not start with \"vqz\")",
+            a.input.display()
+        );
+    }
+    let name = a.input.display().to_string();
+    let mut dec = Decoder::new(&bytes[..], &[&model]).with_context(|| name.clone())?;
+    let mut images = Vec::new();
+    let mut failure = None;
+    let bar = progress(0, a.out.quiet);
+    bar.set_prefix("decompressing");
+    loop {
+        match dec.next_batch(1024) {
+            Ok(batch) if batch.is_empty() => break,
+            Ok(batch) => {
+                bar.inc(batch.len() as u64);
+                images.extend(batch);
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let several = images.len() > 1 || (failure.is_some() && !images.is_empty());
+    let to_stdout =
+        a.out.stdout || a.input.as_os_str() == "-" || a.output.as_deref() == Some(Path::new("-"));
+    let dest = match &a.output {
+        Some(o) if !to_stdout => o.clone(),
+        _ if to_stdout => PathBuf::from("-"),
+        _ => default_decompressed_name(&a.input, several, a.idx),
+    };
+    if !images.is_empty() {
+        if a.idx {
+            let first = &images[0].image;
+            let (w, h) = (first.width() as usize, first.height() as usize);
+            let planes: Vec<Vec<u8>> = images
+                .iter()
+                .map(|d| d.image.to_luma8().into_raw())
+                .collect();
+            if images
+                .iter()
+                .any(|d| d.image.width() as usize != w || d.image.height() as usize != h)
+            {
+                bail!("the images differ in size; IDX needs one size (omit --idx for PNGs)");
+            }
+            let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
+            write_output(&dest, &idx_bytes(w, h, &refs), a.out.force)?;
+        } else if several {
+            if dest == Path::new("-") {
+                bail!(
+                    "the stream holds several images; write them to a folder (-o DIR) or use --idx"
+                );
+            }
+            if dest.exists() && !a.out.force {
+                bail!("{} already exists (use -f to overwrite)", dest.display());
+            }
+            std::fs::create_dir_all(&dest)
+                .with_context(|| format!("creating {}", dest.display()))?;
+            let digits = images
+                .len()
+                .max(failure.is_some() as usize + images.len())
+                .to_string()
+                .len()
+                .max(6);
+            for d in &images {
+                let p = dest.join(format!("{:0digits$}.png", d.number));
+                write_atomic(&p, &png_bytes(&d.image)?, a.out.force)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+        } else {
+            write_output(&dest, &png_bytes(&images[0].image)?, a.out.force)?;
+        }
+    }
+    if let Some(e) = failure {
+        if !images.is_empty() {
+            eprintln!(
+                "vqz: {name}: wrote the {} complete image{} before the error",
+                images.len(),
+                if images.len() == 1 { "" } else { "s" }
+            );
+        }
+        return Err(anyhow::Error::new(e).context(name));
+    }
+    if images.is_empty() {
+        bail!("{name} holds no image");
+    }
+    remove_inputs(std::slice::from_ref(&a.input), &a.out)?;
+    if !a.out.quiet && dest != Path::new("-") {
+        eprintln!(
+            "{name} -> {}: {} image{}",
+            dest.display(),
+            images.len(),
+            if images.len() == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
+fn mode_name(m: CodingMode) -> &'static str {
+    match m {
+        CodingMode::Ans => "ans",
+        CodingMode::Stored => "stored",
+    }
+}
+
+pub fn info(a: InspectArgs) -> Result<()> {
+    let name = a.input.display().to_string();
+    if a.input.is_dir() {
+        bail!("{name} is a directory");
+    }
+    let index = FileIndex::open(&a.input).with_context(|| name.clone())?;
+    let h = index.header();
+    let known = a.model.load().ok();
+    let model_note = if h.model_embedded {
+        "embedded in the file".to_string()
+    } else {
+        match &known {
+            Some(m) if m.id() == h.model_id => format!("known: {} {}", m.name(), m.version()),
+            _ => "not available here (pass it with --model PATH)".to_string(),
+        }
+    };
+    let frames = index.frames();
+    let n = frames.len();
+    println!("file:       {name} ({} bytes)", index.len_bytes());
+    println!("format:     vqz {}.{}", h.version_major, h.version_minor);
+    println!("model:      {} ({model_note})", hex(&h.model_id.0));
+    let g = h.default_geometry;
+    println!(
+        "geometry:   {}x{}, {} channel{} (default), grid stride {}",
+        g.width,
+        g.height,
+        g.channels,
+        if g.channels == 1 { "" } else { "s" },
+        1u32 << h.grid_stride_log2
+    );
+    println!("frames:     {n}");
+    if n > 0 {
+        let total: u64 = frames.iter().map(|f| f.len_bytes).sum();
+        let payload: u64 = frames.iter().map(|f| f.header.payload_len as u64).sum();
+        println!(
+            "per image:  {:.1} bits in the stream ({:.1} payload), {:.1} bits with the file's overhead shared",
+            total as f64 * 8.0 / n as f64,
+            payload as f64 * 8.0 / n as f64,
+            index.len_bytes() as f64 * 8.0 / n as f64
+        );
+        let mut levels = std::collections::BTreeMap::new();
+        for f in frames {
+            *levels.entry(f.header.stages).or_insert(0usize) += 1;
+        }
+        let l: Vec<String> = levels
+            .iter()
+            .map(|(k, v)| format!("level {k}: {v}"))
+            .collect();
+        println!("levels:     {}", l.join(", "));
+        let shown = if a.verbose { n } else { n.min(10) };
+        println!("  frame   offset  bytes  payload  size      level  mode    bits");
+        for f in &frames[..shown] {
+            let g = f.header.geometry;
+            println!(
+                "  {:<6} {:>7} {:>6} {:>8}  {:<9} {:>5}  {:<6} {:>6}",
+                f.number,
+                f.offset,
+                f.len_bytes,
+                f.header.payload_len,
+                format!("{}x{}x{}", g.width, g.height, g.channels),
+                f.header.stages,
+                mode_name(f.header.coding_mode),
+                f.len_bytes * 8
+            );
+        }
+        if shown < n {
+            println!("  ... {} more (-v lists all)", n - shown);
+        }
+    }
+    Ok(())
+}
+
+pub fn verify(a: InspectArgs) -> Result<()> {
+    let start = Instant::now();
+    let name = a.input.display().to_string();
+    let model = a.model.load()?;
+    let bytes = read_input(&a.input)?;
+    let mut dec = Decoder::new(&bytes[..], &[&model]).with_context(|| name.clone())?;
+    let mut count = 0u64;
+    loop {
+        match dec.next_batch(1024) {
+            Ok(b) if b.is_empty() => break,
+            Ok(b) => count += b.len() as u64,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{name}: bad after {count} good frame{}",
+                    if count == 1 { "" } else { "s" }
+                )));
+            }
+        }
+    }
+    println!(
+        "{name}: OK, {count} frame{} decoded, every CRC checked{}",
+        if count == 1 { "" } else { "s" },
+        if a.verbose {
+            format!(" ({:.0} ms)", start.elapsed().as_secs_f64() * 1e3)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

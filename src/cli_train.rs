@@ -1,0 +1,242 @@
+//! `vqz train`: flags, progress display and reports around `vqz::train`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use vqz::atomic_write::write_atomic;
+use vqz::model::{ModelConfig, ModelFile};
+use vqz::train::prior::{PriorOptions, encode_dataset, fit_prior, prior_report};
+use vqz::train::{
+    Checkpoint, Dataset, EpochReport, StepReport, TrainObserver, TrainOptions, Trainer,
+};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training images: an IDX file (plain or .gz) or a folder of PNG files.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where to write the trained model (safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    /// Checkpoint written after every epoch [default: OUT with .ckpt appended].
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Continue from a checkpoint (the model's shape comes from it).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    /// Entries per codebook (K).
+    #[arg(long, default_value_t = 512)]
+    codebook_size: usize,
+    /// Dimension of latent and codebook vectors (D).
+    #[arg(long, default_value_t = 16)]
+    latent_dim: usize,
+    /// Residual quantiser stages (quality levels).
+    #[arg(long, default_value_t = 4)]
+    stages: usize,
+    #[arg(long, default_value_t = 64)]
+    channels_low: usize,
+    #[arg(long, default_value_t = 32)]
+    channels_high: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Images held out for validation (the last ones of the data).
+    #[arg(long, default_value_t = 5000)]
+    validation: usize,
+    /// Use only the first N images of the data.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Update codebooks by exponential moving averages (decay 0.99).
+    #[arg(long)]
+    ema: bool,
+    /// Re-seed unused codes every N steps (0: never).
+    #[arg(long, default_value_t = 200)]
+    restart_every: u64,
+    /// Entropy-constrained VQ: steer the first stage toward this entropy
+    /// in bits per index (0: nearest code, no rate term).
+    #[arg(long, default_value_t = 0.0)]
+    target_entropy: f64,
+    /// Stop re-seeding unused codes after this fraction of training.
+    #[arg(long, default_value_t = 0.6)]
+    restart_until: f64,
+    /// Name recorded in the model file.
+    #[arg(long, default_value = "custom")]
+    name: String,
+    /// Version recorded in the model file.
+    #[arg(long, default_value = "1")]
+    model_version: String,
+    /// Classes a neighbouring index is reduced to in the context prior.
+    #[arg(long, default_value_t = 16)]
+    prior_classes: u8,
+    /// Observations a context needs to get its own probability table.
+    #[arg(long, default_value_t = 64)]
+    prior_min_count: u64,
+    /// Pseudo-counts mixed into every context table.
+    #[arg(long, default_value_t = 4.0)]
+    prior_smoothing: f64,
+    /// Overwrite OUT if it exists.
+    #[arg(short, long)]
+    force: bool,
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl TrainObserver for Progress {
+    fn step(&mut self, r: &StepReport) {
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(r.steps_per_epoch as u64);
+            b.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        });
+        bar.set_prefix(format!("epoch {}/{}", r.epoch + 1, r.epochs));
+        bar.set_length(r.steps_per_epoch as u64);
+        bar.set_position(r.step_in_epoch as u64);
+        bar.set_message(format!(
+            "mse {:.5} cb {:.4} commit {:.4} {:.0} img/s",
+            r.mse, r.codebook_loss, r.commitment_loss, r.images_per_s
+        ));
+    }
+
+    fn epoch(&mut self, r: &EpochReport) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        let v = &r.validation;
+        let psnr: Vec<String> = v
+            .psnr_db_per_level()
+            .iter()
+            .map(|p| format!("{p:.2}"))
+            .collect();
+        let used: Vec<String> = v.codes_used.iter().map(|u| u.to_string()).collect();
+        let ppl: Vec<String> = v.perplexity.iter().map(|p| format!("{p:.0}")).collect();
+        eprintln!(
+            "epoch {}/{}: train mse {:.5}, {:.0} img/s, {:.0} s, {} codes restarted; validation PSNR per level [{}] dB, codes used [{}], perplexity [{}]",
+            r.epoch + 1,
+            r.epochs,
+            r.train_mse,
+            r.images_per_s,
+            r.seconds,
+            r.restarted_codes,
+            psnr.join(", "),
+            used.join(", "),
+            ppl.join(", ")
+        );
+    }
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    if a.out.exists() && !a.force {
+        bail!("{} already exists; use -f to overwrite", a.out.display());
+    }
+    let mut data = Dataset::load(&a.data)?;
+    if let Some(n) = a.limit {
+        data.truncate(n);
+    }
+    let options = TrainOptions {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        learning_rate: a.lr,
+        seed: a.seed,
+        validation_images: a.validation,
+        ema: a.ema,
+        restart_every: a.restart_every,
+        restart_until: a.restart_until,
+        target_entropy: a.target_entropy,
+        ..TrainOptions::default()
+    };
+    let checkpoint_path = a.checkpoint.clone().unwrap_or_else(|| {
+        let mut p = a.out.clone().into_os_string();
+        p.push(".ckpt");
+        PathBuf::from(p)
+    });
+    let mut trainer = match &a.resume {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let ckpt = Checkpoint::from_bytes(&bytes)
+                .with_context(|| format!("loading checkpoint {}", path.display()))?;
+            eprintln!(
+                "resuming after epoch {} (step {})",
+                ckpt.epochs_done, ckpt.step
+            );
+            Trainer::resume(ckpt, options)?
+        }
+        None => {
+            let config = ModelConfig {
+                codebook_size: a.codebook_size,
+                latent_dim: a.latent_dim,
+                stages: a.stages,
+                channels_low: a.channels_low,
+                channels_high: a.channels_high,
+            };
+            config.validate()?;
+            Trainer::new(config, options)?
+        }
+    };
+    eprintln!(
+        "training on {} images of {}x{} ({} parameters, config {})",
+        data.len(),
+        data.width,
+        data.height,
+        trainer.params().num_parameters(),
+        trainer.config().to_text()
+    );
+    let start = Instant::now();
+    trainer.run(&data, Some(&checkpoint_path), &mut Progress { bar: None })?;
+    eprintln!("training took {:.0} s", start.elapsed().as_secs_f64());
+    let start = Instant::now();
+    let (train_ids, val_ids) = trainer.split(&data)?;
+    let penalties = trainer.penalties()?;
+    let train_grids = encode_dataset(trainer.model(), &data, &train_ids, penalties.as_deref())?;
+    let val_grids = encode_dataset(trainer.model(), &data, &val_ids, penalties.as_deref())?;
+    let cfg = *trainer.config();
+    let num_symbols = vec![cfg.codebook_size as u16; cfg.stages];
+    let options = PriorOptions {
+        num_classes: a.prior_classes,
+        min_count: a.prior_min_count,
+        smoothing: a.prior_smoothing,
+    };
+    let prior = fit_prior(&num_symbols, &train_grids, options)?;
+    let report = prior_report(&num_symbols, &train_grids, &prior, &val_grids)?;
+    eprintln!(
+        "fitted the context prior on {} images in {:.0} s; validation bits per image by level ({} images):",
+        train_grids.len(),
+        start.elapsed().as_secs_f64(),
+        report.images
+    );
+    for s in 0..cfg.stages {
+        eprintln!(
+            "  level {}: uniform {:.1}, unigram {:.1}, context {:.1}",
+            s + 1,
+            report.uniform_bits[s],
+            report.unigram_bits[s],
+            report.context_bits[s]
+        );
+    }
+    let file = ModelFile {
+        name: a.name,
+        version: a.model_version,
+        config: cfg,
+        params: trainer.params().clone(),
+        prior: Some(prior.to_bytes()),
+        rate_weights: trainer.rate_weights().iter().map(|&w| w as f32).collect(),
+    };
+    let bytes = file.to_bytes()?;
+    write_atomic(&a.out, &bytes, a.force)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!("wrote {} ({} bytes)", a.out.display(), bytes.len());
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The batched core of the codec: many images through the network at once
+//! (grouped by padded size), entropy coding across frames with rayon.
+
+use candle_core::{Device, Tensor};
+use image::DynamicImage;
+use rayon::prelude::*;
+
+use crate::entropy::{IndexGrid, decode_grid, encode_grid};
+use crate::format::{CodingMode, Geometry};
+use crate::model::{GRID_STRIDE, squared_distances};
+
+use super::pixels::{
+    Planes, image_from_planes, output_to_plane, padded, plane_to_input, planes_of, psnr_db,
+};
+use super::{CodecError, Model, Quality};
+
+/// Planes sent through the network in one batch.
+const BATCH_PLANES: usize = 256;
+
+/// One image, coded.
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    pub geometry: Geometry,
+    /// Quality level: residual stages coded.
+    pub level: u8,
+    pub coding_mode: CodingMode,
+    pub payload: Vec<u8>,
+}
+
+/// Runs `f` on groups of items that share a key, in batches of at most
+/// `BATCH_PLANES` planes, and returns results in input order.
+fn grouped<K: Ord + Copy, T, R>(
+    items: &[T],
+    key: impl Fn(&T) -> K,
+    weight: impl Fn(&T) -> usize,
+    mut f: impl FnMut(K, &[&T]) -> Result<Vec<R>, CodecError>,
+) -> Result<Vec<R>, CodecError> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| key(&items[i]));
+    let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    let mut start = 0;
+    while start < order.len() {
+        let k = key(&items[order[start]]);
+        let mut end = start;
+        let mut planes = 0;
+        while end < order.len()
+            && key(&items[order[end]]) == k
+            && (end == start || planes + weight(&items[order[end]]) <= BATCH_PLANES)
+        {
+            planes += weight(&items[order[end]]);
+            end += 1;
+        }
+        let refs: Vec<&T> = order[start..end].iter().map(|&i| &items[i]).collect();
+        for (r, &i) in f(k, &refs)?.into_iter().zip(&order[start..end]) {
+            out[i] = Some(r);
+        }
+        start = end;
+    }
+    out.into_iter()
+        .map(|r| r.ok_or_else(|| CodecError::Internal("batch lost an item".into())))
+        .collect()
+}
+
+/// Rate-distortion optimised residual quantisation of images `x`
+/// `(planes, h, w, 1)`: stage by stage, each plane's cells in raster order
+/// pick the index minimising `||r - e_k||^2 + w_s * bits(k)`, where
+/// `bits` is the index's code length under the model's context prior given
+/// the choices already made and `w_s` the model's rate weight of stage `s`
+/// (0: plain nearest-code quantisation). Returns indices in network order (plane, stage, cell).
+fn quantize_rdo(model: &Model, x: &Tensor, stages: u8) -> Result<Vec<u32>, CodecError> {
+    let z = model.net.encode_latents(x)?;
+    let (planes, gh, gw, d) = z.dims4()?;
+    let cells = gh * gw;
+    let stages = stages as usize;
+    let mut residual = z.reshape((planes * cells, d))?;
+    let mut out = vec![0u32; planes * stages * cells];
+    let lengths = model.prior.code_lengths();
+    for s in 0..stages {
+        let codebook = model.net.codebook(s).as_tensor();
+        let dist = squared_distances(&residual, codebook)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let k = codebook.dim(0)?;
+        let rate_weight = model.rate_weights().get(s).copied().unwrap_or(0.0);
+        let prev_stage: Vec<u32> = if s == 0 { Vec::new() } else { out.clone() };
+        out.par_chunks_mut(stages * cells)
+            .enumerate()
+            .try_for_each(|(p, plane_out)| -> Result<(), CodecError> {
+                for c in 0..cells {
+                    let (y, xx) = (c / gw, c % gw);
+                    let at = |cell: usize| plane_out[s * cells + cell] as u16;
+                    let left = (xx > 0).then(|| at(c - 1));
+                    let above = (y > 0).then(|| at(c - gw));
+                    let prev = (s > 0)
+                        .then(|| prev_stage[p * stages * cells + (s - 1) * cells + c] as u16);
+                    let row = &dist[(p * cells + c) * k..(p * cells + c + 1) * k];
+                    let best = if rate_weight > 0.0 {
+                        let bits = lengths
+                            .bits(s as u8, left, above, prev)
+                            .ok_or_else(|| CodecError::Internal("prior lacks a stage".into()))?;
+                        argmin(row.iter().zip(bits).map(|(d, b)| d + rate_weight * b))
+                    } else {
+                        argmin(row.iter().copied())
+                    };
+                    plane_out[s * cells + c] = best as u32;
+                }
+                Ok(())
+            })?;
+        let chosen: Vec<u32> = (0..planes)
+            .flat_map(|p| out[p * stages * cells + s * cells..][..cells].to_vec())
+            .collect();
+        let ids = Tensor::from_vec(chosen, planes * cells, &Device::Cpu)?;
+        residual = (residual - codebook.index_select(&ids, 0)?)?;
+    }
+    Ok(out)
+}
+
+fn argmin(values: impl Iterator<Item = f32>) -> usize {
+    let mut best = (0, f32::INFINITY);
+    for (i, v) in values.enumerate() {
+        if v < best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// Encodes images to index grids with `stages` stages.
+fn encode_grids(
+    model: &Model,
+    planes: &[Planes],
+    stages: u8,
+) -> Result<Vec<IndexGrid>, CodecError> {
+    grouped(
+        planes,
+        |p| (padded(p.geometry.width), padded(p.geometry.height)),
+        |p| p.planes.len(),
+        |(pw, ph), group| {
+            let count: usize = group.iter().map(|p| p.planes.len()).sum();
+            let mut input = Vec::with_capacity(count * pw * ph);
+            for p in group {
+                for plane in &p.planes {
+                    plane_to_input(plane, p.geometry.width, p.geometry.height, &mut input);
+                }
+            }
+            let x = Tensor::from_vec(input, (count, ph, pw, 1), &Device::Cpu)?;
+            let (gh, gw) = (ph / GRID_STRIDE, pw / GRID_STRIDE);
+            let flat = quantize_rdo(model, &x, stages)?;
+            let per_plane = stages as usize * gh * gw;
+            let cells = gh * gw;
+            let mut grids = Vec::with_capacity(group.len());
+            let mut plane_no = 0;
+            for p in group {
+                let np = p.planes.len();
+                // Network order is (plane, stage, cell); grids are (stage, plane, cell).
+                let mut indices = Vec::with_capacity(np * per_plane);
+                for s in 0..stages as usize {
+                    for q in 0..np {
+                        let base = (plane_no + q) * per_plane + s * cells;
+                        indices.extend(flat[base..base + cells].iter().map(|&i| i as u16));
+                    }
+                }
+                plane_no += np;
+                grids.push(IndexGrid::new(
+                    gw as u32, gh as u32, np as u8, stages, indices,
+                )?);
+            }
+            Ok(grids)
+        },
+    )
+}
+
+/// Decodes index grids to images of the given geometries.
+pub(crate) fn reconstruct(
+    model: &Model,
+    items: &[(Geometry, IndexGrid)],
+) -> Result<Vec<DynamicImage>, CodecError> {
+    grouped(
+        items,
+        |(g, grid)| (padded(g.width), padded(g.height), grid.stages),
+        |(g, _)| g.channels as usize,
+        |(pw, ph, stages), group| {
+            let mut flat: Vec<u32> = Vec::new();
+            let mut count = 0;
+            let (gw, gh) = (pw / 4, ph / 4);
+            let cells = gw * gh;
+            for (g, grid) in group {
+                if grid.grid_width as usize != gw || grid.grid_height as usize != gh {
+                    return Err(CodecError::Internal("grid does not match geometry".into()));
+                }
+                let np = g.channels as usize;
+                for q in 0..np {
+                    for s in 0..stages as usize {
+                        let base = (s * np + q) * cells;
+                        flat.extend(grid.indices[base..base + cells].iter().map(|&i| i as u32));
+                    }
+                }
+                count += np;
+            }
+            let idx = Tensor::from_vec(flat, (count, stages as usize, gh, gw), &Device::Cpu)?;
+            let y = model.net.decode(&idx)?;
+            let values = y.flatten_all()?.to_vec1::<f32>()?;
+            let mut images = Vec::with_capacity(group.len());
+            let mut plane_no = 0;
+            for (g, _) in group {
+                let planes: Vec<Vec<u8>> = (0..g.channels as usize)
+                    .map(|q| {
+                        let v = &values[(plane_no + q) * ph * pw..(plane_no + q + 1) * ph * pw];
+                        output_to_plane(v, g.width, g.height)
+                    })
+                    .collect();
+                plane_no += g.channels as usize;
+                images.push(image_from_planes(*g, &planes)?);
+            }
+            Ok(images)
+        },
+    )
+}
+
+/// The first `stages` stages of a grid.
+fn first_stages(grid: &IndexGrid, stages: u8) -> Result<IndexGrid, CodecError> {
+    let per_stage = (grid.grid_width * grid.grid_height) as usize * grid.planes as usize;
+    Ok(IndexGrid::new(
+        grid.grid_width,
+        grid.grid_height,
+        grid.planes,
+        stages,
+        grid.indices[..per_stage * stages as usize].to_vec(),
+    )?)
+}
+
+fn entropy_code(
+    model: &Model,
+    geometry: Geometry,
+    grid: &IndexGrid,
+) -> Result<EncodedFrame, CodecError> {
+    let (coding_mode, payload) = encode_grid(&model.prior, grid)?;
+    Ok(EncodedFrame {
+        geometry,
+        level: grid.stages,
+        coding_mode,
+        payload,
+    })
+}
+
+/// Encodes images (8-bit grey, RGB or RGBA) at the requested quality.
+/// `standalone_overhead` is the bytes a one-frame file adds around a
+/// payload of a given length, for [`Quality::MaxBytes`].
+pub(crate) fn encode_images(
+    model: &Model,
+    images: &[DynamicImage],
+    quality: Quality,
+    standalone_size: &(dyn Fn(&EncodedFrame) -> usize + Sync),
+) -> Result<Vec<EncodedFrame>, CodecError> {
+    let max = model.max_level();
+    let planes = images
+        .iter()
+        .map(planes_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let stages = match quality {
+        Quality::Level(l) => {
+            if l == 0 || l > max {
+                return Err(CodecError::BadOption(format!(
+                    "quality level {l} does not exist; this model has levels 1 to {max}"
+                )));
+            }
+            l
+        }
+        _ => max,
+    };
+    let grids = encode_grids(model, &planes, stages)?;
+    match quality {
+        Quality::Level(_) => grids
+            .par_iter()
+            .zip(&planes)
+            .map(|(g, p)| entropy_code(model, p.geometry, g))
+            .collect(),
+        Quality::MaxBytes(budget) => grids
+            .par_iter()
+            .zip(&planes)
+            .map(|(g, p)| {
+                // The largest level that fits; level 1 if none does.
+                let mut best = entropy_code(model, p.geometry, &first_stages(g, 1)?)?;
+                for l in 2..=max {
+                    let f = entropy_code(model, p.geometry, &first_stages(g, l)?)?;
+                    if standalone_size(&f) <= budget {
+                        best = f;
+                    }
+                }
+                Ok(best)
+            })
+            .collect(),
+        Quality::TargetPsnr(target) => {
+            // Decode every level of every image, keep the smallest level
+            // whose reconstruction reaches the target (the highest if none).
+            let mut chosen = vec![max; images.len()];
+            let mut settled = vec![false; images.len()];
+            for l in 1..=max {
+                let todo: Vec<usize> = (0..images.len()).filter(|&i| !settled[i]).collect();
+                let items = todo
+                    .iter()
+                    .map(|&i| Ok((planes[i].geometry, first_stages(&grids[i], l)?)))
+                    .collect::<Result<Vec<_>, CodecError>>()?;
+                let recon = reconstruct(model, &items)?;
+                for (&i, r) in todo.iter().zip(&recon) {
+                    if psnr_db(images[i].as_bytes(), r.as_bytes()) >= target {
+                        chosen[i] = l;
+                        settled[i] = true;
+                    }
+                }
+            }
+            grids
+                .par_iter()
+                .zip(&planes)
+                .zip(&chosen)
+                .map(|((g, p), &l)| entropy_code(model, p.geometry, &first_stages(g, l)?))
+                .collect()
+        }
+    }
+}
+
+/// Decodes frames' payloads to images.
+pub(crate) fn decode_frames(
+    model: &Model,
+    frames: &[(Geometry, u8, CodingMode, &[u8])],
+    grid_stride_log2: u8,
+) -> Result<Vec<DynamicImage>, CodecError> {
+    let items = frames
+        .par_iter()
+        .map(|&(g, stages, mode, payload)| {
+            let (gw, gh) = g.grid_dims(grid_stride_log2);
+            let grid = decode_grid(&model.prior, mode, payload, gw, gh, g.channels, stages)?;
+            Ok((g, grid))
+        })
+        .collect::<Result<Vec<_>, CodecError>>()?;
+    reconstruct(model, &items)
+}

@@ -1,0 +1,131 @@
+//! The codec: images to `.vqz` bytes and back, through the model, the
+//! entropy coder and the container. This is the public API; the `vqz`
+//! command-line tool is a thin layer over it.
+//!
+//! ```no_run
+//! use vqz::codec::{self, CompressOptions, Model};
+//!
+//! let model = Model::default_model()?;
+//! let digit = image::open("digit.png")?;
+//! let bytes = codec::compress(&model, &digit, &CompressOptions::default())?;
+//! let back = codec::decompress(&bytes, &model)?;
+//! assert_eq!((back.width(), back.height()), (digit.width(), digit.height()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod batch;
+mod model;
+mod pixels;
+mod stream;
+
+pub use batch::EncodedFrame;
+pub use model::{DEFAULT_MODEL_BYTES, Model, hex};
+pub use pixels::{Conversion, mse, psnr_db, psnr_db_from_mse, to_supported};
+pub use stream::{DecodedImage, Decoder, Encoder, FrameSummary};
+
+use image::DynamicImage;
+
+use crate::entropy::EntropyError;
+use crate::format::FormatError;
+use crate::model::ModelError;
+
+/// The quality level used when none is asked for.
+pub const DEFAULT_LEVEL: u8 = 2;
+
+/// How much quality to spend bytes on, per image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Quality {
+    /// A fixed level: the number of residual stages coded (1 = smallest).
+    Level(u8),
+    /// The smallest level whose reconstruction reaches this PSNR in dB
+    /// (peak 255); the highest level if none does.
+    TargetPsnr(f64),
+    /// The highest level whose standalone one-image file fits in this many
+    /// bytes; level 1 if none does.
+    MaxBytes(usize),
+}
+
+/// Options of [`compress`] and [`Encoder`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompressOptions {
+    pub quality: Quality,
+    /// Put the model in the stream, so it decodes without a copy of the model.
+    pub embed_model: bool,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        Self {
+            quality: Quality::Level(DEFAULT_LEVEL),
+            embed_model: false,
+        }
+    }
+}
+
+/// Errors of the codec, by cause.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The `.vqz` bytes are malformed, truncated or corrupt.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A payload does not decode under the model's prior.
+    #[error("payload: {0}")]
+    Entropy(#[from] EntropyError),
+    #[error("frame {frame}: {source}")]
+    InFrame { frame: u64, source: Box<CodecError> },
+    /// The model file is malformed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("model: {0}")]
+    BadModel(String),
+    /// The stream names a model that was not supplied.
+    #[error("the stream was encoded with model {needed}, which is not available (have: {}); pass the model file with --model PATH", available.join(", "))]
+    UnknownModel {
+        needed: String,
+        available: Vec<String>,
+    },
+    #[error("unsupported image: {0}")]
+    UnsupportedImage(String),
+    #[error("{0}")]
+    BadOption(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("tensor computation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Compresses one image into a complete one-frame `.vqz` file.
+pub fn compress(
+    model: &Model,
+    image: &DynamicImage,
+    options: &CompressOptions,
+) -> Result<Vec<u8>, CodecError> {
+    let mut enc = Encoder::new(Vec::new(), model, *options);
+    enc.write_image(image)?;
+    enc.finish()
+}
+
+/// Decompresses a one-frame `.vqz` file (a model embedded in it is used
+/// instead of `model`). For multi-frame streams use [`Decoder`].
+pub fn decompress(bytes: &[u8], model: &Model) -> Result<DynamicImage, CodecError> {
+    let mut dec = Decoder::new(bytes, &[model])?;
+    let mut images = dec.next_batch(2)?;
+    if images.len() > 1 {
+        return Err(CodecError::BadOption(
+            "the stream holds more than one image; use a Decoder to read them all".into(),
+        ));
+    }
+    // Reach the end marker, so a damaged tail is reported.
+    if !dec.next_batch(1)?.is_empty() {
+        return Err(CodecError::Internal("unexpected second frame".into()));
+    }
+    images
+        .pop()
+        .map(|d| d.image)
+        .ok_or_else(|| CodecError::BadOption("the stream holds no image".into()))
+}

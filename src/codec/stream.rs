@@ -1,0 +1,289 @@
+//! Streaming encoder and decoder: many images in one `.vqz` stream over any
+//! `Write` / `Read`, like flate2's adapters.
+
+use std::borrow::Cow;
+use std::io::{Read, Write};
+
+use image::DynamicImage;
+
+use crate::format::{FileHeader, Frame, Geometry, Reader, Writer};
+
+use super::batch::{EncodedFrame, decode_frames, encode_images};
+use super::model::hex;
+use super::{CodecError, CompressOptions, Model};
+
+/// Bytes a one-frame file adds around a frame's payload, measured by
+/// writing the frame into a scratch stream.
+fn standalone_size(model: &Model, embed: bool, f: &EncodedFrame) -> usize {
+    let header = FileHeader::new(model.id(), f.geometry, model.grid_stride_log2());
+    let embedded = if embed { Some(model.bytes()) } else { None };
+    let Ok(mut w) = Writer::new(Vec::new(), &header, embedded) else {
+        return usize::MAX;
+    };
+    if w.write_frame(f.coding_mode, f.level, f.geometry, &f.payload)
+        .is_err()
+    {
+        return usize::MAX;
+    }
+    w.finish().map(|v| v.len()).unwrap_or(usize::MAX)
+}
+
+/// What one written frame cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameSummary {
+    pub level: u8,
+    pub coding_mode: crate::format::CodingMode,
+    pub payload_bytes: usize,
+    /// Bytes the frame added to the stream (header, payload, CRC).
+    pub frame_bytes: u64,
+}
+
+/// Writes images into one `.vqz` stream. The file header is written with
+/// the first image, whose size becomes the stream's default geometry.
+pub struct Encoder<'m, W: Write> {
+    model: &'m Model,
+    options: CompressOptions,
+    pending: Option<W>,
+    writer: Option<Writer<W>>,
+}
+
+impl<'m, W: Write> Encoder<'m, W> {
+    pub fn new(inner: W, model: &'m Model, options: CompressOptions) -> Self {
+        Self {
+            model,
+            options,
+            pending: Some(inner),
+            writer: None,
+        }
+    }
+
+    fn writer(&mut self, geometry: Geometry) -> Result<&mut Writer<W>, CodecError> {
+        if self.writer.is_none() {
+            let inner = self
+                .pending
+                .take()
+                .ok_or_else(|| CodecError::Internal("encoder used after an error".into()))?;
+            let header = FileHeader::new(self.model.id(), geometry, self.model.grid_stride_log2());
+            let embedded = self.options.embed_model.then(|| self.model.bytes());
+            self.writer = Some(Writer::new(inner, &header, embedded)?);
+        }
+        self.writer
+            .as_mut()
+            .ok_or_else(|| CodecError::Internal("no writer".into()))
+    }
+
+    /// Encodes and appends one image.
+    pub fn write_image(&mut self, image: &DynamicImage) -> Result<FrameSummary, CodecError> {
+        let mut s = self.write_images(std::slice::from_ref(image))?;
+        s.pop()
+            .ok_or_else(|| CodecError::Internal("no frame written".into()))
+    }
+
+    /// Encodes a batch of images together (faster than one at a time) and
+    /// appends them in order.
+    pub fn write_images(
+        &mut self,
+        images: &[DynamicImage],
+    ) -> Result<Vec<FrameSummary>, CodecError> {
+        let (model, embed) = (self.model, self.options.embed_model);
+        let frames = encode_images(model, images, self.options.quality, &|f| {
+            standalone_size(model, embed, f)
+        })?;
+        let mut out = Vec::with_capacity(frames.len());
+        for f in frames {
+            let w = self.writer(f.geometry)?;
+            let before = w.bytes_written();
+            w.write_frame(f.coding_mode, f.level, f.geometry, &f.payload)?;
+            out.push(FrameSummary {
+                level: f.level,
+                coding_mode: f.coding_mode,
+                payload_bytes: f.payload.len(),
+                frame_bytes: w.bytes_written() - before,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes the end marker and returns the inner writer. A stream with no
+    /// image gets a header with a 4x4 grey default geometry.
+    pub fn finish(mut self) -> Result<W, CodecError> {
+        let fallback = Geometry {
+            width: 4,
+            height: 4,
+            channels: 1,
+        };
+        self.writer(fallback)?;
+        let w = self
+            .writer
+            .take()
+            .ok_or_else(|| CodecError::Internal("no writer".into()))?;
+        Ok(w.finish()?)
+    }
+}
+
+/// One decoded image of a stream.
+#[derive(Debug, Clone)]
+pub struct DecodedImage {
+    /// Frame number in the stream, from 0.
+    pub number: u64,
+    pub level: u8,
+    pub image: DynamicImage,
+}
+
+enum ModelRef<'m> {
+    Given(&'m Model),
+    Embedded(Box<Model>),
+}
+
+/// Reads images from a `.vqz` stream one batch at a time, never holding
+/// more than a batch of frames.
+pub struct Decoder<'m, R: Read> {
+    reader: Reader<R>,
+    model: ModelRef<'m>,
+    /// An error met after complete frames were read; reported next call.
+    pending_error: Option<CodecError>,
+    done: bool,
+}
+
+impl<'m, R: Read> Decoder<'m, R> {
+    /// Reads the stream header and picks the model: the one embedded in the
+    /// stream if any, else the one of `models` whose id the stream names.
+    pub fn new(inner: R, models: &[&'m Model]) -> Result<Self, CodecError> {
+        let reader = Reader::new(inner)?;
+        let want = reader.header().model_id;
+        let model =
+            if let Some(bytes) = reader.embedded_model() {
+                let m = Model::from_bytes(Cow::Owned(bytes.to_vec()))?;
+                if m.id() != want {
+                    return Err(CodecError::BadModel(format!(
+                        "the embedded model has id {}, the stream header names {}",
+                        m.id_hex(),
+                        hex(&want.0)
+                    )));
+                }
+                ModelRef::Embedded(Box::new(m))
+            } else {
+                let m = models.iter().find(|m| m.id() == want).ok_or_else(|| {
+                    CodecError::UnknownModel {
+                        needed: hex(&want.0),
+                        available: models
+                            .iter()
+                            .map(|m| format!("{} ({} {})", m.id_hex(), m.name(), m.version()))
+                            .collect(),
+                    }
+                })?;
+                ModelRef::Given(m)
+            };
+        Ok(Self {
+            reader,
+            model,
+            pending_error: None,
+            done: false,
+        })
+    }
+
+    pub fn header(&self) -> &FileHeader {
+        self.reader.header()
+    }
+
+    /// The model decoding this stream.
+    pub fn model(&self) -> &Model {
+        match &self.model {
+            ModelRef::Given(m) => m,
+            ModelRef::Embedded(m) => m,
+        }
+    }
+
+    /// Whether the model came from the stream itself.
+    pub fn model_embedded(&self) -> bool {
+        matches!(self.model, ModelRef::Embedded(_))
+    }
+
+    /// Decodes up to `max` further images; an empty vector at the end of a
+    /// complete stream. A stream cut short yields its complete frames, then
+    /// the error.
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<DecodedImage>, CodecError> {
+        if let Some(e) = self.pending_error.take() {
+            self.done = true;
+            return Err(e);
+        }
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let mut frames: Vec<Frame> = Vec::new();
+        while frames.len() < max.max(1) {
+            match self.reader.next_frame() {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    if frames.is_empty() {
+                        self.done = true;
+                        return Err(e.into());
+                    }
+                    self.pending_error = Some(e.into());
+                    break;
+                }
+            }
+        }
+        let stride = self.reader.header().grid_stride_log2;
+        let model = self.model();
+        if stride != model.grid_stride_log2() {
+            return Err(CodecError::BadModel(format!(
+                "stream has a latent grid stride of {}, the model {}",
+                1u32 << stride,
+                1u32 << model.grid_stride_log2()
+            )));
+        }
+        for f in &frames {
+            if f.header.stages > model.max_level() {
+                return Err(CodecError::BadModel(format!(
+                    "frame {} is at level {}, the model has {} levels",
+                    f.number,
+                    f.header.stages,
+                    model.max_level()
+                )));
+            }
+        }
+        let args: Vec<_> = frames
+            .iter()
+            .map(|f| {
+                (
+                    f.header.geometry,
+                    f.header.stages,
+                    f.header.coding_mode,
+                    f.payload.as_slice(),
+                )
+            })
+            .collect();
+        let images = decode_frames(model, &args, stride).map_err(|e| match frames.first() {
+            Some(f) if frames.len() == 1 => CodecError::InFrame {
+                frame: f.number,
+                source: Box::new(e),
+            },
+            _ => e,
+        })?;
+        Ok(frames
+            .iter()
+            .zip(images)
+            .map(|(f, image)| DecodedImage {
+                number: f.number,
+                level: f.header.stages,
+                image,
+            })
+            .collect())
+    }
+}
+
+impl<R: Read> Iterator for Decoder<'_, R> {
+    type Item = Result<DecodedImage, CodecError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_batch(1) {
+            Ok(mut v) => v.pop().map(Ok),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The VQ-VAE: a convolutional encoder to a latent grid at 1/4 of the image
+//! side, a residual vector quantiser with one codebook per stage, and the
+//! mirrored decoder. Upsampling is depth-to-space (pixel shuffle), which
+//! keeps every heavy convolution at 1/4 or 1/2 resolution.
+
+use candle_core::{D, DType, Result, Tensor, Var};
+
+use super::layers::{Conv, depth_to_space, space_to_depth, squared_distances};
+use super::params::{ParamStore, codebook_name, conv_layers};
+use super::{ModelConfig, ModelError};
+
+/// A VQ-VAE built from a [`ParamStore`]; it shares the store's tensors, so
+/// training updates to the store are seen by the network.
+#[derive(Debug, Clone)]
+pub struct VqVae {
+    config: ModelConfig,
+    convs: Vec<Conv>,
+    codebooks: Vec<Var>,
+}
+
+// Indices into `convs`, in the order of `conv_layers`.
+const ENC_IN: usize = 0;
+const ENC_DOWN: usize = 1;
+const ENC_RES1: usize = 2;
+const ENC_RES2: usize = 3;
+const ENC_OUT: usize = 4;
+const DEC_IN: usize = 5;
+const DEC_RES1: usize = 6;
+const DEC_RES2: usize = 7;
+const DEC_UP: usize = 8;
+const DEC_HI: usize = 9;
+const DEC_OUT: usize = 10;
+
+impl VqVae {
+    pub fn new(config: ModelConfig, params: &ParamStore) -> std::result::Result<Self, ModelError> {
+        config.validate()?;
+        let mut convs = Vec::new();
+        for (name, ..) in conv_layers(&config) {
+            let w = params.get(&format!("{name}.weight"))?.clone();
+            let b = params.get(&format!("{name}.bias"))?.clone();
+            convs.push(Conv::new(w, b)?);
+        }
+        let codebooks = (0..config.stages)
+            .map(|s| params.get(&codebook_name(s)).cloned())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self {
+            config,
+            convs,
+            codebooks,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn codebook(&self, stage: usize) -> &Var {
+        &self.codebooks[stage]
+    }
+
+    /// `(b, h, w, 1)` pixels in [0, 1] to `(b, h/4, w/4, D)` latents.
+    pub fn encode_latents(&self, x: &Tensor) -> Result<Tensor> {
+        let c = &self.convs;
+        let h = c[ENC_IN].forward(&space_to_depth(x)?)?.relu()?;
+        let h = c[ENC_DOWN].forward(&space_to_depth(&h)?)?.relu()?;
+        let r = c[ENC_RES2].forward(&c[ENC_RES1].forward(&h)?.relu()?)?;
+        let h = (h + r)?.relu()?;
+        c[ENC_OUT].forward(&h)
+    }
+
+    /// `(b, h/4, w/4, D)` quantised latents to `(b, h, w, 1)` pixels in [0, 1].
+    pub fn decode_latents(&self, zq: &Tensor) -> Result<Tensor> {
+        let c = &self.convs;
+        let h = c[DEC_IN].forward(zq)?.relu()?;
+        let r = c[DEC_RES2].forward(&c[DEC_RES1].forward(&h)?.relu()?)?;
+        let h = (h + r)?.relu()?;
+        let h = depth_to_space(&c[DEC_UP].forward(&h)?)?.relu()?;
+        let h = c[DEC_HI].forward(&h)?.relu()?;
+        candle_nn::ops::sigmoid(&depth_to_space(&c[DEC_OUT].forward(&h)?)?)
+    }
+
+    /// Residual quantisation of latent rows `z` `(n, D)` with the first
+    /// `stages` codebooks. Returns, per stage, the chosen indices `(n,)` as
+    /// u32 and the residual that stage quantised, plus the sum of the chosen
+    /// codebook vectors. Residuals are detached: each stage's codebook sees
+    /// what the earlier stages left, without gradients flowing back.
+    pub fn quantize(&self, z: &Tensor, stages: usize) -> Result<Quantized> {
+        self.quantize_penalized(z, stages, None)
+    }
+
+    /// [`VqVae::quantize`] where stage `s` picks the index minimising
+    /// `||r - e_k||^2 + penalties[s][k]` (entropy-constrained VQ when the
+    /// penalty is a weight times the index's code length).
+    pub fn quantize_penalized(
+        &self,
+        z: &Tensor,
+        stages: usize,
+        penalties: Option<&[Tensor]>,
+    ) -> Result<Quantized> {
+        let mut residual = z.clone();
+        let mut indices = Vec::with_capacity(stages);
+        let mut residuals = Vec::with_capacity(stages);
+        let mut vectors = Vec::with_capacity(stages);
+        for (s, codebook) in self.codebooks.iter().enumerate().take(stages) {
+            let mut dist = squared_distances(&residual.detach(), codebook.as_tensor())?;
+            if let Some(p) = penalties.and_then(|p| p.get(s)) {
+                dist = dist.broadcast_add(p)?;
+            }
+            let idx = dist.argmin(D::Minus1)?;
+            let q = codebook.as_tensor().index_select(&idx, 0)?;
+            residuals.push(residual.clone());
+            residual = (residual - q.detach())?;
+            indices.push(idx);
+            vectors.push(q);
+        }
+        Ok(Quantized {
+            indices,
+            residuals,
+            vectors,
+        })
+    }
+
+    /// Images `(b, h, w, 1)` to code indices `(b, stages, h/4, w/4)` (u32).
+    pub fn encode(&self, x: &Tensor, stages: usize) -> Result<Tensor> {
+        self.encode_penalized(x, stages, None)
+    }
+
+    /// [`VqVae::encode`] with [`VqVae::quantize_penalized`]'s index choice.
+    pub fn encode_penalized(
+        &self,
+        x: &Tensor,
+        stages: usize,
+        penalties: Option<&[Tensor]>,
+    ) -> Result<Tensor> {
+        let z = self.encode_latents(x)?;
+        let (b, gh, gw, d) = z.dims4()?;
+        let q = self.quantize_penalized(&z.reshape((b * gh * gw, d))?, stages, penalties)?;
+        let per_stage: Vec<Tensor> = q
+            .indices
+            .iter()
+            .map(|i| i.reshape((b, 1, gh, gw)))
+            .collect::<Result<_>>()?;
+        Tensor::cat(&per_stage, 1)
+    }
+
+    /// Sum of the codebook vectors named by `indices` `(b, stages, gh, gw)`,
+    /// as latents `(b, gh, gw, D)`. Only the stages present are looked up.
+    pub fn dequantize(&self, indices: &Tensor) -> Result<Tensor> {
+        let (b, stages, gh, gw) = indices.dims4()?;
+        if stages == 0 || stages > self.codebooks.len() {
+            candle_core::bail!(
+                "{stages} quantiser stages requested, the model has {}",
+                self.codebooks.len()
+            );
+        }
+        let indices = indices.to_dtype(DType::U32)?;
+        let mut sum: Option<Tensor> = None;
+        for (s, codebook) in self.codebooks.iter().enumerate().take(stages) {
+            let idx = indices.narrow(1, s, 1)?.flatten_all()?;
+            let q = codebook.as_tensor().index_select(&idx, 0)?;
+            sum = Some(match sum {
+                None => q,
+                Some(acc) => (acc + q)?,
+            });
+        }
+        let d = self.config.latent_dim;
+        match sum {
+            Some(s) => s.reshape((b, gh, gw, d)),
+            None => candle_core::bail!("no quantiser stage to decode"),
+        }
+    }
+
+    /// Code indices `(b, stages, gh, gw)` to images `(b, 4 gh, 4 gw, 1)`.
+    pub fn decode(&self, indices: &Tensor) -> Result<Tensor> {
+        self.decode_latents(&self.dequantize(indices)?)
+    }
+}
+
+/// What [`VqVae::quantize`] chose, stage by stage.
+pub struct Quantized {
+    /// Chosen codebook index per row, one `(n,)` u32 tensor per stage.
+    pub indices: Vec<Tensor>,
+    /// The residual each stage quantised, `(n, D)`.
+    pub residuals: Vec<Tensor>,
+    /// The chosen codebook vectors, `(n, D)`, with gradient to the codebook.
+    pub vectors: Vec<Tensor>,
+}

@@ -1,0 +1,733 @@
+//! Training a vqz model: the VQ-VAE loss (reconstruction + codebook +
+//! beta x commitment, straight-through estimator), residual quantiser
+//! dropout so one model serves every quality level, codebook initialisation
+//! from encoder outputs, dead-code restarts, an optional EMA codebook, and
+//! checkpoints that resume exactly.
+
+mod adam;
+mod checkpoint;
+pub mod data;
+pub mod prior;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::atomic_write::write_atomic;
+pub use adam::Adam;
+pub use checkpoint::{CHECKPOINT_FORMAT_LINE, Checkpoint};
+pub use data::{DataError, Dataset};
+
+use crate::model::{GRID_STRIDE, ModelConfig, ModelError, ParamStore, VqVae};
+
+/// How to train (the model's shape is a [`ModelConfig`]).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Steps of linear learning-rate warm-up; then cosine decay to 10%.
+    pub warmup_steps: u64,
+    pub seed: u64,
+    /// Images held out (the last ones of the data set) for validation.
+    pub validation_images: usize,
+    /// Commitment loss weight (beta).
+    pub commitment_weight: f64,
+    /// Update codebooks by exponential moving averages instead of the codebook loss.
+    pub ema: bool,
+    pub ema_decay: f64,
+    /// Every this many steps, codes no input chose since the last check are
+    /// re-seeded from encoder outputs (0: never).
+    pub restart_every: u64,
+    /// Restarts stop after this fraction of the training steps, so the
+    /// codebooks settle before the end.
+    pub restart_until: f64,
+    /// Entropy-constrained VQ on the first stage: it picks the index
+    /// minimising `||r - e_k||^2 + w * D * bits(k)`, where `D` is the
+    /// stage's running mean squared quantisation error and `bits(k)` the
+    /// index's code length under the running index frequencies. The weight
+    /// `w` is steered so that the entropy of the first stage's indices
+    /// approaches `target_entropy` bits per index: fewer codes in use cost
+    /// fewer bits. 0 turns this off (nearest code, every stage). Later
+    /// stages always pick the nearest code.
+    pub target_entropy: f64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 64,
+            learning_rate: 2e-3,
+            warmup_steps: 500,
+            seed: 1,
+            validation_images: 5000,
+            commitment_weight: 0.25,
+            ema: false,
+            ema_decay: 0.99,
+            restart_every: 200,
+            restart_until: 0.6,
+            target_entropy: 0.0,
+        }
+    }
+}
+
+/// Progress of one training step, for a progress bar.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub step_in_epoch: usize,
+    pub steps_per_epoch: usize,
+    pub mse: f32,
+    pub codebook_loss: f32,
+    pub commitment_loss: f32,
+    pub images_per_s: f64,
+}
+
+/// Validation figures.
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    pub images: usize,
+    /// Mean squared error (pixels in [0, 1]) when decoding the first L
+    /// stages, for L = 1..=stages.
+    pub mse_per_level: Vec<f64>,
+    /// Distinct codes chosen, per stage.
+    pub codes_used: Vec<usize>,
+    /// 2^entropy of the code histogram, per stage.
+    pub perplexity: Vec<f64>,
+}
+
+impl EvalReport {
+    /// PSNR (peak 1.0) of the mean MSE at each level.
+    pub fn psnr_db_per_level(&self) -> Vec<f64> {
+        self.mse_per_level.iter().map(|m| psnr_db(*m)).collect()
+    }
+}
+
+/// PSNR in dB of a mean squared error on pixels with peak 1.0.
+pub fn psnr_db(mse: f64) -> f64 {
+    if mse <= 0.0 {
+        f64::INFINITY
+    } else {
+        -10.0 * mse.log10()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub train_mse: f64,
+    pub seconds: f64,
+    pub images_per_s: f64,
+    pub restarted_codes: usize,
+    pub validation: EvalReport,
+}
+
+/// Receives progress while training runs.
+pub trait TrainObserver {
+    fn step(&mut self, _report: &StepReport) {}
+    fn epoch(&mut self, _report: &EpochReport) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl TrainObserver for Silent {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("tensor computation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error(transparent)]
+    Entropy(#[from] crate::entropy::EntropyError),
+    #[error("training data: {0}")]
+    BadData(String),
+    #[error("writing checkpoint {path}: {source}")]
+    Checkpoint {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Model, optimizer and codebook state of a training run.
+pub struct Trainer {
+    config: ModelConfig,
+    options: TrainOptions,
+    params: ParamStore,
+    model: VqVae,
+    adam: Adam,
+    /// Per stage, EMA cluster sizes `(K,)` and sums `(K, D)` (EMA mode only).
+    ema: Vec<(Tensor, Tensor)>,
+    /// Per stage, how often each code was chosen since the last restart check.
+    usage: Vec<Vec<u32>>,
+    /// Per stage, a running average of how often each code is chosen per
+    /// step (for the rate term of entropy-constrained VQ).
+    frequency: Vec<Vec<f64>>,
+    /// Per stage, a running mean of the squared quantisation error per latent vector.
+    distortion: Vec<f64>,
+    /// Total steps of the run, for the rate weight's ramp.
+    total_steps: u64,
+    /// The steered weight `w` of the first stage's rate term.
+    rate_weight: f64,
+    epochs_done: usize,
+    codebooks_initialised: bool,
+}
+
+fn batch_tensor(data: &Dataset, ids: &[usize]) -> candle_core::Result<Tensor> {
+    let n = data.width * data.height;
+    let mut v = Vec::with_capacity(ids.len() * n);
+    for &i in ids {
+        v.extend(data.image(i).iter().map(|&p| p as f32 / 255.0));
+    }
+    Tensor::from_vec(v, (ids.len(), data.height, data.width, 1), &Device::Cpu)
+}
+
+/// A generator for one purpose at one point of training, derived from the
+/// seed, so a resumed run draws the same numbers as an uninterrupted one.
+fn rng_for(seed: u64, purpose: u64, counter: u64) -> ChaCha8Rng {
+    let mut s = seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    s = s.wrapping_add(counter.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    ChaCha8Rng::seed_from_u64(s)
+}
+
+const RNG_SHUFFLE: u64 = 1;
+const RNG_DROPOUT: u64 = 2;
+const RNG_RESTART: u64 = 3;
+
+impl Trainer {
+    /// A fresh model with weights drawn from `options.seed`.
+    pub fn new(config: ModelConfig, options: TrainOptions) -> Result<Self, TrainError> {
+        let params = ParamStore::init(&config, options.seed)?;
+        Self::with_params(config, options, params)
+    }
+
+    fn with_params(
+        config: ModelConfig,
+        options: TrainOptions,
+        params: ParamStore,
+    ) -> Result<Self, TrainError> {
+        let model = VqVae::new(config, &params)?;
+        let vars = if options.ema {
+            params.network_vars()
+        } else {
+            params.iter().map(|(_, v)| v.clone()).collect()
+        };
+        let adam = Adam::new(vars)?;
+        let mut ema = Vec::new();
+        if options.ema {
+            for s in 0..config.stages {
+                let cb = model.codebook(s).as_tensor();
+                ema.push((
+                    Tensor::ones(config.codebook_size, DType::F32, &Device::Cpu)?,
+                    cb.copy()?,
+                ));
+            }
+        }
+        Ok(Self {
+            usage: vec![vec![0; config.codebook_size]; config.stages],
+            frequency: vec![vec![1.0; config.codebook_size]; config.stages],
+            distortion: vec![0.0; config.stages],
+            total_steps: 0,
+            rate_weight: 0.0,
+            config,
+            options,
+            params,
+            model,
+            adam,
+            ema,
+            epochs_done: 0,
+            codebooks_initialised: false,
+        })
+    }
+
+    /// Continues a run from a checkpoint written by [`Trainer::checkpoint`].
+    pub fn resume(checkpoint: Checkpoint, options: TrainOptions) -> Result<Self, TrainError> {
+        let mut t = Self::with_params(checkpoint.config, options, checkpoint.params)?;
+        let mut state = checkpoint.state;
+        let n = t.adam.state().0.len();
+        let mut first = Vec::with_capacity(n);
+        let mut second = Vec::with_capacity(n);
+        for i in 0..n {
+            let take = |state: &mut BTreeMap<String, Tensor>, k: String| {
+                state
+                    .remove(&k)
+                    .ok_or_else(|| ModelError::MissingTensor(format!("state.{k}")))
+            };
+            first.push(take(&mut state, format!("adam.m.{i}"))?);
+            second.push(take(&mut state, format!("adam.v.{i}"))?);
+        }
+        t.adam.restore(first, second, checkpoint.step)?;
+        for s in 0..t.ema.len() {
+            if let (Some(c), Some(m)) = (
+                state.remove(&format!("ema.count.{s}")),
+                state.remove(&format!("ema.sum.{s}")),
+            ) {
+                t.ema[s] = (c, m);
+            }
+        }
+        if let Some(d) = state.remove("rate.distortion") {
+            let mut v: Vec<f64> = d.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
+            if v.len() == t.distortion.len() + 1 {
+                t.rate_weight = v.pop().unwrap_or(0.0);
+                t.distortion = v;
+            }
+        }
+        for s in 0..t.frequency.len() {
+            if let Some(f) = state.remove(&format!("rate.frequency.{s}")) {
+                let v = f.to_vec1::<f32>()?;
+                if v.len() == t.frequency[s].len() {
+                    t.frequency[s] = v.into_iter().map(f64::from).collect();
+                }
+            }
+        }
+        t.epochs_done = checkpoint.epochs_done;
+        t.codebooks_initialised = true;
+        Ok(t)
+    }
+
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    pub fn model(&self) -> &VqVae {
+        &self.model
+    }
+
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Per-stage index penalties of entropy-constrained VQ: `rate_weight`
+    /// times each index's code length under the running frequencies.
+    /// `None` when the rate term is off.
+    pub fn penalties(&self) -> Result<Option<Vec<Tensor>>, TrainError> {
+        let weights = self.rate_weights();
+        if weights.iter().all(|&w| w <= 0.0) {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(self.frequency.len());
+        for (f, &w) in self.frequency.iter().zip(&weights) {
+            let total: f64 = f.iter().sum::<f64>() + 1e-3 * f.len() as f64;
+            let bits: Vec<f32> = f
+                .iter()
+                .map(|&c| (w * -((c + 1e-3) / total).log2()) as f32)
+                .collect();
+            out.push(Tensor::new(bits, &Device::Cpu)?);
+        }
+        Ok(Some(out))
+    }
+
+    /// The rate weight of each stage in squared-distance units per bit
+    /// (`w * D` for the first stage, 0 for the others). The model file
+    /// stores these, so the codec's encoder makes the same trade.
+    pub fn rate_weights(&self) -> Vec<f64> {
+        let mut w = vec![0.0; self.distortion.len()];
+        if let (Some(first), Some(d)) = (w.first_mut(), self.distortion.first()) {
+            *first = self.rate_weight * d;
+        }
+        w
+    }
+
+    /// Steers the rate weight toward the target entropy, once 10% of the
+    /// run has given the codebooks time to settle.
+    fn steer_rate_weight(&mut self) {
+        let target = self.options.target_entropy;
+        if target <= 0.0 || (self.adam.step as f64) < 0.1 * self.total_steps as f64 {
+            return;
+        }
+        let Some(f) = self.frequency.first() else {
+            return;
+        };
+        let total: f64 = f.iter().sum();
+        let entropy: f64 = f
+            .iter()
+            .filter(|&&c| c > 0.0)
+            .map(|&c| {
+                let p = c / total;
+                -p * p.log2()
+            })
+            .sum();
+        let w = if self.rate_weight <= 0.0 {
+            1e-3
+        } else {
+            self.rate_weight
+        };
+        self.rate_weight = (w * (0.02 * (entropy - target)).exp()).clamp(1e-4, 10.0);
+    }
+
+    /// Everything needed to resume.
+    pub fn checkpoint(&self) -> Checkpoint {
+        let mut state = BTreeMap::new();
+        let (first, second) = self.adam.state();
+        for (i, (m, v)) in first.iter().zip(second).enumerate() {
+            state.insert(format!("adam.m.{i}"), m.clone());
+            state.insert(format!("adam.v.{i}"), v.clone());
+        }
+        for (s, (c, m)) in self.ema.iter().enumerate() {
+            state.insert(format!("ema.count.{s}"), c.clone());
+            state.insert(format!("ema.sum.{s}"), m.clone());
+        }
+        let mut d: Vec<f32> = self.distortion.iter().map(|&x| x as f32).collect();
+        d.push(self.rate_weight as f32);
+        if let Ok(t) = Tensor::new(d, &Device::Cpu) {
+            state.insert("rate.distortion".to_string(), t);
+        }
+        for (s, f) in self.frequency.iter().enumerate() {
+            let v: Vec<f32> = f.iter().map(|&x| x as f32).collect();
+            if let Ok(t) = Tensor::new(v, &Device::Cpu) {
+                state.insert(format!("rate.frequency.{s}"), t);
+            }
+        }
+        Checkpoint {
+            config: self.config,
+            params: self.params.clone(),
+            epochs_done: self.epochs_done,
+            step: self.adam.step,
+            state,
+        }
+    }
+
+    fn learning_rate(&self, step: u64, total_steps: u64) -> f64 {
+        let base = self.options.learning_rate;
+        let warm = self.options.warmup_steps.max(1);
+        if step < warm {
+            return base * (step + 1) as f64 / warm as f64;
+        }
+        let span = total_steps.saturating_sub(warm).max(1) as f64;
+        let t = ((step - warm) as f64 / span).min(1.0);
+        base * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+    }
+
+    /// Seeds every codebook from encoder outputs of one batch, stage by
+    /// stage on the residual the earlier stages leave.
+    fn init_codebooks(&mut self, x: &Tensor) -> Result<(), TrainError> {
+        let (k, d) = (self.config.codebook_size, self.config.latent_dim);
+        let z = self.model.encode_latents(x)?.detach();
+        let n = z.elem_count() / d;
+        let zf = z.reshape((n, d))?;
+        let mut rng = rng_for(self.options.seed, RNG_RESTART, u64::MAX);
+        for s in 0..self.config.stages {
+            // What stages 0..s, already seeded, leave for stage s.
+            let residual = if s == 0 {
+                zf.clone()
+            } else {
+                let q = self.model.quantize(&zf, s)?;
+                (&q.residuals[s - 1] - &q.vectors[s - 1])?.detach()
+            };
+            let rows: Vec<u32> = (0..k).map(|_| rng.random_range(0..n as u32)).collect();
+            let ids = Tensor::from_vec(rows, k, &Device::Cpu)?;
+            let seeded = residual.index_select(&ids, 0)?;
+            self.model.codebook(s).set(&seeded)?;
+            if let Some(e) = self.ema.get_mut(s) {
+                *e = (Tensor::ones(k, DType::F32, &Device::Cpu)?, seeded.copy()?);
+            }
+        }
+        self.codebooks_initialised = true;
+        Ok(())
+    }
+
+    /// One optimisation step on a batch; returns (mse, codebook loss,
+    /// commitment loss, codes restarted).
+    fn step(&mut self, x: &Tensor, total_steps: u64) -> Result<(f32, f32, f32, usize), TrainError> {
+        let cfg = self.config;
+        let (b, d) = (x.dim(0)?, cfg.latent_dim);
+        let z = self.model.encode_latents(x)?;
+        let (_, gh, gw, _) = z.dims4()?;
+        let per_image = gh * gw;
+        let n = b * per_image;
+        let zf = z.reshape((n, d))?;
+        let penalties = self.penalties()?;
+        let q = self
+            .model
+            .quantize_penalized(&zf, cfg.stages, penalties.as_deref())?;
+
+        // Quantiser dropout: each image is reconstructed from a random
+        // number of stages, so every quality level is trained.
+        let mut rng = rng_for(self.options.seed, RNG_DROPOUT, self.adam.step);
+        let levels: Vec<usize> = (0..b).map(|_| rng.random_range(1..=cfg.stages)).collect();
+        let mut zq: Option<Tensor> = None;
+        for s in 0..cfg.stages {
+            let mask: Vec<f32> = (0..n)
+                .map(|r| if levels[r / per_image] > s { 1.0 } else { 0.0 })
+                .collect();
+            let mask = Tensor::from_vec(mask, (n, 1), &Device::Cpu)?;
+            let part = q.vectors[s].detach().broadcast_mul(&mask)?;
+            zq = Some(match zq {
+                None => part,
+                Some(acc) => (acc + part)?,
+            });
+        }
+        let zq = zq.ok_or_else(|| TrainError::BadData("model has no stages".into()))?;
+        // Straight-through: the decoder sees the quantised latents, the
+        // encoder receives the decoder's gradient unchanged.
+        let st = (&zf + (zq - &zf)?.detach())?;
+        let recon = self.model.decode_latents(&st.reshape((b, gh, gw, d))?)?;
+        let mse = (recon - x)?.sqr()?.mean_all()?;
+        let mut codebook_loss = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+        let mut commitment = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+        for s in 0..cfg.stages {
+            let r = &q.residuals[s];
+            let v = &q.vectors[s];
+            let err = (r.detach() - v.detach())?
+                .sqr()?
+                .sum_keepdim(1)?
+                .mean_all()?
+                .to_scalar::<f32>()? as f64;
+            self.distortion[s] = if self.adam.step == 0 {
+                err
+            } else {
+                0.99 * self.distortion[s] + 0.01 * err
+            };
+            commitment = (commitment + (r - v.detach())?.sqr()?.mean_all()?)?;
+            if !self.options.ema {
+                codebook_loss = (codebook_loss + (v - r.detach())?.sqr()?.mean_all()?)?;
+            }
+        }
+        let loss = ((&mse + &codebook_loss)? + (&commitment * self.options.commitment_weight)?)?;
+        let grads = loss.backward()?;
+        let lr = self.learning_rate(self.adam.step, total_steps);
+        self.adam.apply(&grads, lr)?;
+
+        for s in 0..cfg.stages {
+            let idx = q.indices[s].to_vec1::<u32>()?;
+            let mut counts = vec![0u32; cfg.codebook_size];
+            for &i in &idx {
+                if let Some(u) = self.usage[s].get_mut(i as usize) {
+                    *u += 1;
+                }
+                if let Some(c) = counts.get_mut(i as usize) {
+                    *c += 1;
+                }
+            }
+            for (f, &c) in self.frequency[s].iter_mut().zip(&counts) {
+                *f = 0.99 * *f + 0.01 * c as f64;
+            }
+            if s == 0 {
+                self.steer_rate_weight();
+            }
+            if self.options.ema {
+                self.ema_update(s, &q.indices[s], &q.residuals[s].detach())?;
+            }
+        }
+        let restart_every = self.options.restart_every;
+        let restarts_end = (total_steps as f64 * self.options.restart_until) as u64;
+        let mut restarted = 0;
+        if restart_every > 0 && self.adam.step.is_multiple_of(restart_every) {
+            if self.adam.step <= restarts_end {
+                restarted = self.restart_dead_codes(&q.residuals)?;
+            }
+            for u in &mut self.usage {
+                u.iter_mut().for_each(|c| *c = 0);
+            }
+        }
+        Ok((
+            mse.to_scalar::<f32>()?,
+            codebook_loss.to_scalar::<f32>()?,
+            commitment.to_scalar::<f32>()?,
+            restarted,
+        ))
+    }
+
+    fn ema_update(&mut self, s: usize, idx: &Tensor, r: &Tensor) -> Result<(), TrainError> {
+        let (k, d) = (self.config.codebook_size, self.config.latent_dim);
+        let decay = self.options.ema_decay;
+        let n = r.dim(0)?;
+        let ones = Tensor::ones(n, DType::F32, &Device::Cpu)?;
+        let counts = Tensor::zeros(k, DType::F32, &Device::Cpu)?.index_add(idx, &ones, 0)?;
+        let sums = Tensor::zeros((k, d), DType::F32, &Device::Cpu)?.index_add(idx, r, 0)?;
+        let (c, m) = &self.ema[s];
+        let c = ((c * decay)? + (counts * (1.0 - decay))?)?;
+        let m = ((m * decay)? + (sums * (1.0 - decay))?)?;
+        // Laplace smoothing keeps unused codes from dividing by zero.
+        let total = c.sum_all()?.to_scalar::<f32>()? as f64;
+        let eps = 1e-5;
+        let smoothed = ((&c + eps)? * (total / (total + k as f64 * eps)))?;
+        let codebook = m.broadcast_div(&smoothed.reshape((k, 1))?)?;
+        self.model.codebook(s).set(&codebook)?;
+        self.ema[s] = (c, m);
+        Ok(())
+    }
+
+    /// Codes unused since the last check get a random residual vector of the
+    /// current batch. Returns how many codes were re-seeded.
+    fn restart_dead_codes(&mut self, residuals: &[Tensor]) -> Result<usize, TrainError> {
+        let mut restarted = 0;
+        let mut rng = rng_for(self.options.seed, RNG_RESTART, self.adam.step);
+        for (s, r) in residuals.iter().enumerate() {
+            let dead: Vec<usize> = (0..self.config.codebook_size)
+                .filter(|&c| self.usage[s][c] == 0)
+                .collect();
+            if dead.is_empty() {
+                continue;
+            }
+            let rows = r.detach().to_vec2::<f32>()?;
+            let mut codebook = self.model.codebook(s).as_tensor().to_vec2::<f32>()?;
+            // A re-seeded code starts with an average frequency, so the rate
+            // term does not rule it out before it is tried.
+            let mean =
+                self.frequency[s].iter().sum::<f64>() / self.frequency[s].len().max(1) as f64;
+            for &c in &dead {
+                codebook[c] = rows[rng.random_range(0..rows.len())].clone();
+                self.frequency[s][c] = mean;
+            }
+            let t = Tensor::new(codebook, &Device::Cpu)?;
+            self.model.codebook(s).set(&t)?;
+            if let Some((cnt, sum)) = self.ema.get_mut(s) {
+                let mut cv = cnt.to_vec1::<f32>()?;
+                for &c in &dead {
+                    cv[c] = 1.0;
+                }
+                *cnt = Tensor::new(cv, &Device::Cpu)?;
+                *sum = t.broadcast_mul(&cnt.reshape((self.config.codebook_size, 1))?)?;
+            }
+            restarted += dead.len();
+        }
+        Ok(restarted)
+    }
+
+    /// Trains until `options.epochs` epochs are done, writing a checkpoint
+    /// after every epoch when `checkpoint_path` is given.
+    pub fn run(
+        &mut self,
+        data: &Dataset,
+        checkpoint_path: Option<&std::path::Path>,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<(), TrainError> {
+        if !data.width.is_multiple_of(GRID_STRIDE) || !data.height.is_multiple_of(GRID_STRIDE) {
+            return Err(TrainError::BadData(format!(
+                "images are {}x{}; training needs sides that are multiples of {GRID_STRIDE}",
+                data.width, data.height
+            )));
+        }
+        let (train_ids, val_ids) = self.split(data)?;
+        let bs = self.options.batch_size.max(1);
+        let steps_per_epoch = train_ids.len().div_ceil(bs);
+        let total_steps = (steps_per_epoch * self.options.epochs) as u64;
+        self.total_steps = total_steps;
+        while self.epochs_done < self.options.epochs {
+            let epoch = self.epochs_done;
+            let mut order = train_ids.clone();
+            order.shuffle(&mut rng_for(self.options.seed, RNG_SHUFFLE, epoch as u64));
+            let start = Instant::now();
+            let mut mse_sum = 0.0;
+            let mut restarted = 0;
+            for (i, chunk) in order.chunks(bs).enumerate() {
+                let x = batch_tensor(data, chunk)?;
+                if !self.codebooks_initialised {
+                    self.init_codebooks(&x)?;
+                }
+                let (mse, cb, cm, r) = self.step(&x, total_steps)?;
+                restarted += r;
+                mse_sum += mse as f64 * chunk.len() as f64;
+                let secs = start.elapsed().as_secs_f64();
+                observer.step(&StepReport {
+                    epoch,
+                    epochs: self.options.epochs,
+                    step_in_epoch: i + 1,
+                    steps_per_epoch,
+                    mse,
+                    codebook_loss: cb,
+                    commitment_loss: cm,
+                    images_per_s: ((i * bs + chunk.len()) as f64) / secs.max(1e-9),
+                });
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            self.epochs_done += 1;
+            let validation = evaluate(&self.model, data, &val_ids, self.penalties()?.as_deref())?;
+            if let Some(path) = checkpoint_path {
+                let bytes = self.checkpoint().to_bytes()?;
+                write_atomic(path, &bytes, true).map_err(|source| TrainError::Checkpoint {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            }
+            observer.epoch(&EpochReport {
+                epoch,
+                epochs: self.options.epochs,
+                train_mse: mse_sum / train_ids.len().max(1) as f64,
+                seconds,
+                images_per_s: train_ids.len() as f64 / seconds.max(1e-9),
+                restarted_codes: restarted,
+                validation,
+            });
+        }
+        Ok(())
+    }
+
+    /// Training and validation image numbers: the validation images are the
+    /// last ones, so the split does not depend on the seed.
+    pub fn split(&self, data: &Dataset) -> Result<(Vec<usize>, Vec<usize>), TrainError> {
+        let n = data.len();
+        let val = self.options.validation_images.min(n / 2);
+        if n - val == 0 {
+            return Err(TrainError::BadData("no training images".into()));
+        }
+        Ok(((0..n - val).collect(), (n - val..n).collect()))
+    }
+}
+
+/// Encodes `ids` of `data` with every stage and measures the reconstruction
+/// error at each level and the codebook usage of each stage.
+pub fn evaluate(
+    model: &VqVae,
+    data: &Dataset,
+    ids: &[usize],
+    penalties: Option<&[Tensor]>,
+) -> Result<EvalReport, TrainError> {
+    let cfg = model.config();
+    let mut sq_err = vec![0.0f64; cfg.stages];
+    let mut hist = vec![vec![0u64; cfg.codebook_size]; cfg.stages];
+    let pixels = (data.width * data.height) as f64;
+    for chunk in ids.chunks(256) {
+        let x = batch_tensor(data, chunk)?;
+        let idx = model.encode_penalized(&x, cfg.stages, penalties)?;
+        for (s, h) in hist.iter_mut().enumerate() {
+            for i in idx.narrow(1, s, 1)?.flatten_all()?.to_vec1::<u32>()? {
+                if let Some(c) = h.get_mut(i as usize) {
+                    *c += 1;
+                }
+            }
+        }
+        for (level, e) in sq_err.iter_mut().enumerate() {
+            let y = model.decode(&idx.narrow(1, 0, level + 1)?)?;
+            *e += (y - &x)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let n = ids.len().max(1) as f64;
+    Ok(EvalReport {
+        images: ids.len(),
+        mse_per_level: sq_err.iter().map(|e| e / (n * pixels)).collect(),
+        codes_used: hist
+            .iter()
+            .map(|h| h.iter().filter(|&&c| c > 0).count())
+            .collect(),
+        perplexity: hist
+            .iter()
+            .map(|h| {
+                let total: u64 = h.iter().sum();
+                let ent: f64 = h
+                    .iter()
+                    .filter(|&&c| c > 0)
+                    .map(|&c| {
+                        let p = c as f64 / total as f64;
+                        -p * p.log2()
+                    })
+                    .sum();
+                ent.exp2()
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,191 @@
+//! The `vqz` binary driven as a user would: the main job, gzip/zstd-style
+//! flags, and one clear line with a non-zero exit for every kind of bad input.
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn vqz(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vqz"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(testdata("digits/7.png"), dir.path().join("7.png")).unwrap();
+    dir
+}
+
+/// A failure: non-zero exit (not a panic's 101), one line on stderr that
+/// contains `needle`.
+fn assert_fails(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {err}");
+    assert_ne!(out.status.code(), Some(101), "panicked: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+}
+
+#[test]
+fn compress_then_decompress_a_digit() {
+    let dir = setup();
+    let d = dir.path();
+    let out = vqz(&["compress", "7.png"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vqz_len = std::fs::metadata(d.join("7.png.vqz")).unwrap().len();
+    assert!(vqz_len < 120, "{vqz_len} bytes");
+    assert!(d.join("7.png").exists(), "input kept by default");
+    std::fs::rename(d.join("7.png"), d.join("orig.png")).unwrap();
+    let out = vqz(&["decompress", "7.png.vqz"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = image::open(d.join("7.png")).unwrap();
+    assert_eq!((back.width(), back.height()), (28, 28));
+    let info = vqz(&["info", "7.png.vqz"], d);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("vqz 1.0") && text.contains("known"), "{text}");
+    let ok = vqz(&["verify", "7.png.vqz"], d);
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK, 1 frame"));
+}
+
+#[test]
+fn never_clobbers_without_force_and_rm_removes_input() {
+    let dir = setup();
+    let d = dir.path();
+    assert!(vqz(&["compress", "7.png"], d).status.success());
+    let before = std::fs::read(d.join("7.png.vqz")).unwrap();
+    std::fs::write(d.join("7.png.vqz"), b"precious").unwrap();
+    assert_fails(&vqz(&["compress", "7.png"], d), "already exists");
+    assert_eq!(std::fs::read(d.join("7.png.vqz")).unwrap(), b"precious");
+    assert!(
+        vqz(&["compress", "-f", "--rm", "7.png"], d)
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read(d.join("7.png.vqz")).unwrap(), before);
+    assert!(!d.join("7.png").exists());
+    // No temporary files left behind.
+    let names: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn stdout_and_stdin() {
+    let dir = setup();
+    let d = dir.path();
+    let out = vqz(&["compress", "-c", "7.png"], d);
+    assert!(out.status.success());
+    assert!(out.stdout.starts_with(b"vqz"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vqz"))
+        .args(["decompress", "-", "-c"])
+        .current_dir(d)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let res = child.wait_with_output().unwrap();
+    assert!(res.status.success());
+    assert!(res.stdout.starts_with(b"\x89PNG"));
+}
+
+#[test]
+fn an_idx_file_round_trips_through_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = testdata("train-512-images-idx3-ubyte");
+    let data = data.to_str().unwrap();
+    let out = vqz(&["compress", data, "-o", "set.vqz", "-l", "1"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = vqz(&["decompress", "set.vqz", "--idx", "-o", "set.idx"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let idx = std::fs::read(d.join("set.idx")).unwrap();
+    assert_eq!(idx.len(), 16 + 512 * 784);
+    assert_eq!(&idx[..8], &[0, 0, 8, 3, 0, 0, 2, 0]);
+    let out = vqz(&["decompress", "set.vqz", "-o", "pngs"], d);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_dir(d.join("pngs")).unwrap().count(), 512);
+    let info = String::from_utf8_lossy(&vqz(&["info", "set.vqz"], d).stdout).into_owned();
+    assert!(info.contains("frames:     512"), "{info}");
+}
+
+#[test]
+fn bad_inputs_give_one_clear_line() {
+    let dir = setup();
+    let d = dir.path();
+    assert!(vqz(&["compress", "7.png"], d).status.success());
+    let good = std::fs::read(d.join("7.png.vqz")).unwrap();
+
+    assert_fails(&vqz(&["decompress", "7.png"], d), "not a vqz file");
+    assert_fails(
+        &vqz(&["compress", "7.png.vqz", "-o", "x.vqz"], d),
+        "already a vqz file",
+    );
+    std::fs::write(d.join("cut.vqz"), &good[..good.len() - 3]).unwrap();
+    assert_fails(&vqz(&["decompress", "cut.vqz"], d), "truncated");
+    assert_fails(&vqz(&["verify", "cut.vqz"], d), "truncated");
+    let mut bad = good.clone();
+    let last = bad.len() - 4;
+    bad[last] ^= 0x10;
+    std::fs::write(d.join("bad.vqz"), &bad).unwrap();
+    assert_fails(&vqz(&["verify", "bad.vqz"], d), "frame 0");
+    let mut other = good.clone();
+    other[6] ^= 0x5a;
+    std::fs::write(d.join("other.vqz"), &other).unwrap();
+    assert_fails(&vqz(&["decompress", "other.vqz"], d), "--model");
+    std::fs::write(d.join("empty.png"), b"").unwrap();
+    assert_fails(&vqz(&["compress", "empty.png"], d), "empty");
+    std::fs::write(d.join("junk.png"), b"this is not an image").unwrap();
+    assert_fails(&vqz(&["compress", "junk.png"], d), "not an image");
+    std::fs::create_dir(d.join("folder")).unwrap();
+    assert_fails(&vqz(&["compress", "folder"], d), "directory");
+    assert_fails(&vqz(&["decompress", "missing.vqz"], d), "missing.vqz");
+    assert_fails(
+        &vqz(&["compress", "-l", "9", "7.png", "-o", "y.vqz"], d),
+        "level 9",
+    );
+    assert_fails(
+        &vqz(&["compress", "--model", "7.png", "7.png", "-o", "z.vqz"], d),
+        "model",
+    );
+}
+
+#[test]
+fn an_embedded_model_decodes_with_another_default() {
+    let dir = setup();
+    let d = dir.path();
+    let out = vqz(&["compress", "--embed-model", "7.png"], d);
+    assert!(out.status.success());
+    let info = String::from_utf8_lossy(&vqz(&["info", "7.png.vqz"], d).stdout).into_owned();
+    assert!(info.contains("embedded"), "{info}");
+    assert!(vqz(&["verify", "7.png.vqz"], d).status.success());
+}

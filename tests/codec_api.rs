@@ -1,0 +1,242 @@
+//! The public codec API on the shipped model: round trips of grey, colour
+//! and odd-sized images, streams, level selection, and every way a stream
+//! can be wrong.
+#![cfg(feature = "codec")]
+
+use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
+use vqz::codec::{
+    self, CodecError, CompressOptions, Conversion, Decoder, Encoder, Model, Quality, psnr_db,
+};
+use vqz::train::Dataset;
+
+fn digits(n: usize) -> Vec<DynamicImage> {
+    let ds = Dataset::load(std::path::Path::new("testdata/t10k-images-idx3-ubyte.gz")).unwrap();
+    (0..n)
+        .map(|i| {
+            DynamicImage::ImageLuma8(GrayImage::from_raw(28, 28, ds.image(i).to_vec()).unwrap())
+        })
+        .collect()
+}
+
+fn level(l: u8) -> CompressOptions {
+    CompressOptions {
+        quality: Quality::Level(l),
+        embed_model: false,
+    }
+}
+
+#[test]
+fn a_digit_round_trips_at_every_level_with_rising_quality() {
+    let model = Model::default_model().unwrap();
+    let imgs = digits(64);
+    let mut last_psnr = 0.0;
+    for l in 1..=model.max_level() {
+        let mut se = 0.0;
+        let mut total = 0;
+        for img in &imgs {
+            let bytes = codec::compress(&model, img, &level(l)).unwrap();
+            total += bytes.len();
+            let back = codec::decompress(&bytes, &model).unwrap();
+            assert_eq!(back.color(), image::ColorType::L8);
+            assert_eq!((back.width(), back.height()), (28, 28));
+            se += codec::mse(img.as_bytes(), back.as_bytes());
+        }
+        let psnr = codec::psnr_db_from_mse(se / imgs.len() as f64);
+        assert!(psnr > 15.0, "level {l}: {psnr:.2} dB");
+        assert!(
+            psnr >= last_psnr - 0.5,
+            "level {l} is worse than level {}",
+            l - 1
+        );
+        assert!(
+            total / imgs.len() < 400,
+            "level {l}: {} bytes per digit",
+            total / imgs.len()
+        );
+        last_psnr = psnr;
+    }
+}
+
+#[test]
+fn encoding_is_deterministic() {
+    let model = Model::default_model().unwrap();
+    let img = &digits(1)[0];
+    let a = codec::compress(&model, img, &CompressOptions::default()).unwrap();
+    let b = codec::compress(&model, img, &CompressOptions::default()).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn colour_types_and_odd_sizes_come_back_as_they_went_in() {
+    let model = Model::default_model().unwrap();
+    let rgb = DynamicImage::ImageRgb8(RgbImage::from_fn(30, 17, |x, y| {
+        Rgb([(x * 8) as u8, (y * 12) as u8, 200])
+    }));
+    let rgba = DynamicImage::ImageRgba8(RgbaImage::from_fn(5, 9, |x, y| {
+        Rgba([(x * 40) as u8, 0, (y * 20) as u8, 255])
+    }));
+    let grey = DynamicImage::ImageLuma8(GrayImage::from_fn(1, 1, |_, _| Luma([77])));
+    for img in [rgb, rgba, grey] {
+        let bytes = codec::compress(&model, &img, &CompressOptions::default()).unwrap();
+        let back = codec::decompress(&bytes, &model).unwrap();
+        assert_eq!(back.color(), img.color());
+        assert_eq!((back.width(), back.height()), (img.width(), img.height()));
+    }
+}
+
+#[test]
+fn sixteen_bit_input_is_converted_with_a_note() {
+    let img16 =
+        DynamicImage::ImageLuma16(ImageBuffer::from_fn(8, 8, |x, _| Luma([(x * 8000) as u16])));
+    let model = Model::default_model().unwrap();
+    // Not coded directly...
+    assert!(matches!(
+        codec::compress(&model, &img16, &CompressOptions::default()),
+        Err(CodecError::UnsupportedImage(_))
+    ));
+    // ...but converted by to_supported, which says so.
+    let (img8, notes) = codec::to_supported(img16);
+    assert_eq!(notes, vec![Conversion::To8Bit]);
+    assert!(codec::compress(&model, &img8, &CompressOptions::default()).is_ok());
+}
+
+#[test]
+fn streams_round_trip_and_a_cut_stream_keeps_its_complete_frames() {
+    let model = Model::default_model().unwrap();
+    let imgs = digits(10);
+    let mut enc = Encoder::new(Vec::new(), &model, level(1));
+    let sums = enc.write_images(&imgs).unwrap();
+    assert_eq!(sums.len(), 10);
+    let bytes = enc.finish().unwrap();
+    let all: Vec<_> = Decoder::new(&bytes[..], &[&model])
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(all.len(), 10);
+    for (i, d) in all.iter().enumerate() {
+        assert_eq!(d.number, i as u64);
+        // One at a time or in a batch: the same pixels.
+        let alone = codec::decompress(
+            &codec::compress(&model, &imgs[i], &level(1)).unwrap(),
+            &model,
+        )
+        .unwrap();
+        assert_eq!(alone.as_bytes(), d.image.as_bytes());
+    }
+    // Cut inside frame 5: frames 0-4 come back, then an error.
+    let cut: usize = 11
+        + sums[..5]
+            .iter()
+            .map(|s| s.frame_bytes as usize)
+            .sum::<usize>()
+        + 3;
+    let mut dec = Decoder::new(&bytes[..cut], &[&model]).unwrap();
+    let mut good = 0;
+    let err = loop {
+        match dec.next() {
+            Some(Ok(_)) => good += 1,
+            Some(Err(e)) => break e,
+            None => panic!("a cut stream ended without an error"),
+        }
+    };
+    assert_eq!(good, 5);
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
+fn a_stream_for_another_model_is_a_clear_error_unless_embedded() {
+    let model = Model::default_model().unwrap();
+    let img = &digits(1)[0];
+    let mut bytes = codec::compress(&model, img, &CompressOptions::default()).unwrap();
+    // Another model id in the header (the CRC covers the header too, so the
+    // model check must come first to be the error the user sees).
+    bytes[5] ^= 0xff;
+    match Decoder::new(&bytes[..], &[&model]) {
+        Err(CodecError::UnknownModel { needed, .. }) => assert_eq!(needed.len(), 8),
+        Err(other) => panic!("expected UnknownModel, got {other}"),
+        Ok(_) => panic!("a stream for another model was accepted"),
+    }
+    let embedded = codec::compress(
+        &model,
+        img,
+        &CompressOptions {
+            quality: Quality::Level(2),
+            embed_model: true,
+        },
+    )
+    .unwrap();
+    // Decodes with no model supplied at all.
+    let dec = Decoder::new(&embedded[..], &[]).unwrap();
+    assert!(dec.model_embedded());
+    assert_eq!(dec.count(), 1);
+}
+
+#[test]
+fn target_psnr_and_max_bytes_pick_levels_per_image() {
+    let model = Model::default_model().unwrap();
+    let imgs = digits(16);
+    let max = model.max_level();
+    let opts = |q| CompressOptions {
+        quality: q,
+        embed_model: false,
+    };
+    // An unreachable target takes the top level; a trivial one the lowest.
+    let mut enc = Encoder::new(Vec::new(), &model, opts(Quality::TargetPsnr(99.0)));
+    assert!(
+        enc.write_images(&imgs)
+            .unwrap()
+            .iter()
+            .all(|s| s.level == max)
+    );
+    let mut enc = Encoder::new(Vec::new(), &model, opts(Quality::TargetPsnr(1.0)));
+    assert!(
+        enc.write_images(&imgs)
+            .unwrap()
+            .iter()
+            .all(|s| s.level == 1)
+    );
+    // A real target: every image reaches it or is at the top level.
+    let target = 22.0;
+    for img in &imgs {
+        let bytes = codec::compress(&model, img, &opts(Quality::TargetPsnr(target))).unwrap();
+        let back = codec::decompress(&bytes, &model).unwrap();
+        let index = vqz::format::FileIndex::from_bytes(&bytes).unwrap();
+        let l = index.frames()[0].header.stages;
+        assert!(psnr_db(img.as_bytes(), back.as_bytes()) >= target || l == max);
+    }
+    // A byte budget: the standalone file fits unless even level 1 does not.
+    for budget in [20, 40, 60, 90] {
+        for img in &imgs {
+            let bytes = codec::compress(&model, img, &opts(Quality::MaxBytes(budget))).unwrap();
+            let index = vqz::format::FileIndex::from_bytes(&bytes).unwrap();
+            assert!(bytes.len() <= budget || index.frames()[0].header.stages == 1);
+        }
+    }
+}
+
+#[test]
+fn bad_levels_and_bad_bytes_are_errors_not_panics() {
+    let model = Model::default_model().unwrap();
+    let img = &digits(1)[0];
+    assert!(matches!(
+        codec::compress(&model, img, &level(0)),
+        Err(CodecError::BadOption(_))
+    ));
+    assert!(codec::compress(&model, img, &level(model.max_level() + 1)).is_err());
+    let bytes = codec::compress(&model, img, &CompressOptions::default()).unwrap();
+    for cut in 0..bytes.len() {
+        assert!(
+            codec::decompress(&bytes[..cut], &model).is_err(),
+            "cut at {cut}"
+        );
+    }
+    for i in 0..bytes.len() * 8 {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        assert!(
+            codec::decompress(&b, &model).is_err(),
+            "flip of bit {i} went unnoticed"
+        );
+    }
+    assert!(codec::decompress(b"\x89PNG\r\n\x1a\n", &model).is_err());
+}

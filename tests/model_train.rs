@@ -1,0 +1,201 @@
+//! The network and the training loop on a tiny model and a few hundred
+//! digits: training lowers the loss, model files round-trip bit for bit,
+//! encoding is deterministic, broken model files are clear errors.
+#![cfg(feature = "codec")]
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use vqz::model::{ModelConfig, ModelError, ModelFile, ParamStore, VqVae, codebook_name};
+use vqz::train::prior::{PriorOptions, encode_dataset, fit_prior};
+use vqz::train::{Checkpoint, Dataset, EpochReport, TrainObserver, TrainOptions, Trainer};
+
+fn tiny() -> ModelConfig {
+    ModelConfig {
+        codebook_size: 16,
+        latent_dim: 4,
+        stages: 2,
+        channels_low: 8,
+        channels_high: 4,
+    }
+}
+
+fn digits(n: usize) -> Dataset {
+    let mut d = Dataset::load(Path::new("testdata/train-512-images-idx3-ubyte")).unwrap();
+    d.truncate(n);
+    d
+}
+
+/// Keeps every epoch report, and a copy of the checkpoint as it was after
+/// the second epoch (as if the run had been killed then).
+struct Record(Vec<EpochReport>, Option<(std::path::PathBuf, Vec<u8>)>);
+impl TrainObserver for Record {
+    fn epoch(&mut self, r: &EpochReport) {
+        self.0.push(r.clone());
+        if let Some((path, copy)) = &mut self.1
+            && r.epoch == 1
+        {
+            *copy = std::fs::read(path).unwrap();
+        }
+    }
+}
+
+fn options(epochs: usize) -> TrainOptions {
+    TrainOptions {
+        epochs,
+        batch_size: 32,
+        learning_rate: 3e-3,
+        warmup_steps: 5,
+        validation_images: 64,
+        ..TrainOptions::default()
+    }
+}
+
+#[test]
+fn training_lowers_the_loss_and_resumes_exactly() {
+    let data = digits(320);
+    let mut t = Trainer::new(tiny(), options(3)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.ckpt");
+    let mut rec = Record(Vec::new(), Some((ckpt.clone(), Vec::new())));
+    t.run(&data, Some(&ckpt), &mut rec).unwrap();
+    let mse: Vec<f64> = rec.0.iter().map(|r| r.train_mse).collect();
+    assert_eq!(mse.len(), 3);
+    assert!(mse[2] < mse[0] * 0.8, "training MSE did not fall: {mse:?}");
+    let val = &rec.0[2].validation;
+    assert_eq!(val.mse_per_level.len(), 2);
+    assert!(val.codes_used[0] > 1, "codebook collapsed: {val:?}");
+
+    // Resuming from the checkpoint of epoch 2 gives the same weights as the
+    // run that went on uninterrupted.
+    let after_two = rec.1.take().unwrap().1;
+    let resumed_from = Checkpoint::from_bytes(&after_two).unwrap();
+    assert_eq!(resumed_from.epochs_done, 2);
+    let mut b = Trainer::resume(resumed_from, options(3)).unwrap();
+    b.run(&data, None, &mut rec).unwrap();
+    for ((n1, v1), (n2, v2)) in t.params().iter().zip(b.params().iter()) {
+        assert_eq!(n1, n2);
+        let x = v1
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let y = v2
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(x, y, "{n1} differs after resume");
+    }
+}
+
+#[test]
+fn ema_codebooks_train_too() {
+    let data = digits(256);
+    let mut opts = options(2);
+    opts.ema = true;
+    let mut t = Trainer::new(tiny(), opts).unwrap();
+    let mut rec = Record(Vec::new(), None);
+    t.run(&data, None, &mut rec).unwrap();
+    assert!(rec.0[1].train_mse < rec.0[0].train_mse);
+    assert!(rec.0[1].validation.codes_used[0] > 1);
+}
+
+fn model_file(params: ParamStore, prior: Option<Vec<u8>>) -> ModelFile {
+    ModelFile {
+        name: "tiny".into(),
+        version: "1".into(),
+        config: tiny(),
+        params,
+        prior,
+        rate_weights: vec![],
+    }
+}
+
+#[test]
+fn model_file_round_trips_bit_for_bit_and_encoding_is_deterministic() {
+    let params = ParamStore::init(&tiny(), 7).unwrap();
+    let data = digits(64);
+    let net = VqVae::new(tiny(), &params).unwrap();
+    let grids = encode_dataset(&net, &data, &(0..64).collect::<Vec<_>>(), None).unwrap();
+    let prior = fit_prior(&[16, 16], &grids, PriorOptions::default()).unwrap();
+    let bytes = model_file(params, Some(prior.to_bytes()))
+        .to_bytes()
+        .unwrap();
+    let back = ModelFile::from_bytes(&bytes).unwrap();
+    assert_eq!(back.to_bytes().unwrap(), bytes);
+    assert_eq!(back.config, tiny());
+
+    let x = Tensor::rand(0f32, 1.0, (3, 28, 28, 1), &Device::Cpu).unwrap();
+    let net2 = VqVae::new(back.config, &back.params).unwrap();
+    let i1 = net
+        .encode(&x, 2)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<u32>()
+        .unwrap();
+    let i2 = net2
+        .encode(&x, 2)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<u32>()
+        .unwrap();
+    let i3 = net2
+        .encode(&x, 2)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<u32>()
+        .unwrap();
+    assert_eq!(i1, i2);
+    assert_eq!(i2, i3);
+    // Same seed, same weights.
+    let again = model_file(
+        ParamStore::init(&tiny(), 7).unwrap(),
+        Some(prior.to_bytes()),
+    );
+    assert_eq!(again.to_bytes().unwrap(), bytes);
+}
+
+#[test]
+fn broken_model_files_are_clear_errors() {
+    let params = ParamStore::init(&tiny(), 1).unwrap();
+    let bytes = model_file(params.clone(), None).to_bytes().unwrap();
+    for cut in [0, 1, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+        let err = ModelFile::from_bytes(&bytes[..cut]).unwrap_err();
+        assert!(!err.to_string().is_empty());
+    }
+    // Wrong shape: a codebook of the wrong size under the right name.
+    let mut other = tiny();
+    other.codebook_size = 32;
+    let big = ParamStore::init(&other, 1).unwrap();
+    let mut tensors = std::collections::BTreeMap::new();
+    for (n, v) in params.iter() {
+        tensors.insert(n.clone(), v.as_tensor().clone());
+    }
+    tensors.insert(
+        codebook_name(0),
+        big.get(&codebook_name(0)).unwrap().as_tensor().clone(),
+    );
+    match ParamStore::from_tensors(&tiny(), tensors) {
+        Err(ModelError::WrongShape { name, .. }) => assert_eq!(name, codebook_name(0)),
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+    // Wrong configuration text.
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"stages=2")
+        .expect("config text in the header");
+    let mut bad = bytes.clone();
+    bad[at + 7] = b'9';
+    let s = ModelFile::from_bytes(&bad).unwrap_err().to_string();
+    assert!(s.contains("stages = 9"), "{s}");
+    let s = ModelFile::from_bytes(b"not a model at all")
+        .unwrap_err()
+        .to_string();
+    assert!(s.contains("safetensors"), "{s}");
+}
