@@ -23,7 +23,7 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn load(&self) -> Result<Model> {
+    pub fn load(&self) -> Result<Model> {
         match &self.model {
             Some(p) => Model::load(p).with_context(|| format!("loading model {}", p.display())),
             None => Model::default_model().context("loading the built-in model"),

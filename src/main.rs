@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cli_codec;
+mod cli_evaluate;
 mod cli_train;
 
 // candle allocates a fresh buffer for every tensor op; mimalloc reuses
@@ -35,6 +36,8 @@ enum Command {
     Info(cli_codec::InspectArgs),
     /// Check every CRC and decode every frame of a .vqz file.
     Verify(cli_codec::InspectArgs),
+    /// Measure a model on a set of images: quality, codebook usage and bits per level.
+    Evaluate(cli_evaluate::EvaluateArgs),
     /// Train a model on an IDX file (plain or .gz) or a folder of PNG images.
     Train(cli_train::TrainArgs),
 }
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Decompress(args) => cli_codec::decompress(args),
         Command::Info(args) => cli_codec::info(args),
         Command::Verify(args) => cli_codec::verify(args),
+        Command::Evaluate(args) => cli_evaluate::run(args),
         Command::Train(args) => cli_train::run(args),
     };
     match result {

@@ -126,7 +126,7 @@ fn argmin(values: impl Iterator<Item = f32>) -> usize {
 }
 
 /// Encodes images to index grids with `stages` stages.
-fn encode_grids(
+pub(crate) fn encode_grids(
     model: &Model,
     planes: &[Planes],
     stages: u8,

@@ -99,6 +99,26 @@ pub enum CodecError {
     Internal(String),
 }
 
+/// The code indices the encoder picks for each image at `level` (what
+/// [`compress`] entropy-codes), for analysis and reports.
+pub fn encode_indices(
+    model: &Model,
+    images: &[DynamicImage],
+    level: u8,
+) -> Result<Vec<crate::entropy::IndexGrid>, CodecError> {
+    if level == 0 || level > model.max_level() {
+        return Err(CodecError::BadOption(format!(
+            "quality level {level} does not exist; this model has levels 1 to {}",
+            model.max_level()
+        )));
+    }
+    let planes = images
+        .iter()
+        .map(pixels::planes_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    batch::encode_grids(model, &planes, level)
+}
+
 /// Compresses one image into a complete one-frame `.vqz` file.
 pub fn compress(
     model: &Model,

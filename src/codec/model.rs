@@ -128,6 +128,11 @@ impl Model {
         }
     }
 
+    /// The entropy coder's context prior.
+    pub fn prior(&self) -> &Prior {
+        &self.prior
+    }
+
     pub fn grid_stride_log2(&self) -> u8 {
         GRID_STRIDE_LOG2
     }

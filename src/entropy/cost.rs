@@ -44,6 +44,20 @@ impl Prior {
     }
 }
 
+impl Prior {
+    /// The same prior with every context using its stage's fallback table
+    /// (the stage's smoothed unigram): what the indices cost without context.
+    pub fn fallback_only(&self) -> Prior {
+        let mut p = self.clone();
+        for s in &mut p.stages {
+            s.context_table.iter_mut().for_each(|t| *t = u32::MAX);
+            s.context_ids.clear();
+            s.tables.clear();
+        }
+        p
+    }
+}
+
 impl CodeLengths<'_> {
     /// Bits each symbol of `stage` costs where the left and above neighbours
     /// (same stage) and the previous stage's index at the same place are as

@@ -8,6 +8,7 @@ mod adam;
 mod checkpoint;
 pub mod data;
 pub mod prior;
+pub mod report;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

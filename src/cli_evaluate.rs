@@ -1,0 +1,65 @@
+//! `vqz evaluate`: a model's quality, codebook usage and bits per image on
+//! a set of images, level by level.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use vqz::train::Dataset;
+use vqz::train::report::evaluate_model;
+
+use crate::cli_codec::ModelArgs;
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// Images: an IDX file (plain or .gz) or a folder of PNGs.
+    #[arg(long, default_value = "testdata/t10k-images-idx3-ubyte.gz")]
+    data: PathBuf,
+    /// Use only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn run(a: EvaluateArgs) -> Result<()> {
+    let model = a.model.load()?;
+    let mut data =
+        Dataset::load(&a.data).with_context(|| format!("loading {}", a.data.display()))?;
+    if let Some(n) = a.limit {
+        data.truncate(n);
+    }
+    println!(
+        "model {} ({} {}), {} images of {}x{} from {}",
+        model.id_hex(),
+        model.name(),
+        model.version(),
+        data.len(),
+        data.width,
+        data.height,
+        a.data.display()
+    );
+    println!();
+    println!(
+        "| level | PSNR of mean MSE (dB) | mean PSNR (dB) | uniform bits | unigram bits | context bits | ANS payload bits | standalone file bytes | codes used per stage | perplexity per stage |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    for r in evaluate_model(&model, &data)? {
+        let used: Vec<String> = r.codes_used.iter().map(|u| u.to_string()).collect();
+        let ppl: Vec<String> = r.perplexity.iter().map(|p| format!("{p:.0}")).collect();
+        println!(
+            "| {} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            r.level,
+            r.psnr_of_mean_mse_db,
+            r.mean_psnr_db,
+            r.uniform_bits,
+            r.unigram_bits,
+            r.context_bits,
+            r.payload_bits,
+            r.file_bytes,
+            used.join(" / "),
+            ppl.join(" / ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! What a finished model achieves on a set of images, level by level:
+//! quality through the real codec, codebook usage, and bits per image under
+//! the uniform, unigram and context priors. `vqz evaluate` prints this.
+
+use image::{DynamicImage, GrayImage};
+
+use crate::codec::{self, CodecError, CompressOptions, Decoder, Encoder, Model, Quality};
+use crate::entropy::{IndexGrid, cross_entropy_bits};
+
+use super::Dataset;
+
+/// Figures of one quality level.
+#[derive(Debug, Clone)]
+pub struct LevelReport {
+    pub level: u8,
+    /// PSNR (peak 255) of the mean squared error over all images.
+    pub psnr_of_mean_mse_db: f64,
+    /// Mean of the per-image PSNRs (a lossless image counts as 100 dB).
+    pub mean_psnr_db: f64,
+    /// `cells x log2 K` per stage: the indices with no model at all.
+    pub uniform_bits: f64,
+    /// Under each stage's unigram table (the prior's fallback).
+    pub unigram_bits: f64,
+    /// Under the context prior (the ideal code length).
+    pub context_bits: f64,
+    /// What the ANS payloads actually take, in bits per image.
+    pub payload_bits: f64,
+    /// Standalone one-image files, in bytes per image.
+    pub file_bytes: f64,
+    /// Per stage up to this level: distinct indices used and perplexity.
+    pub codes_used: Vec<usize>,
+    pub perplexity: Vec<f64>,
+}
+
+fn stage_usage(grids: &[IndexGrid], stage: usize, k: usize) -> (usize, f64) {
+    let mut hist = vec![0u64; k];
+    for g in grids {
+        let per = (g.grid_width * g.grid_height) as usize * g.planes as usize;
+        for &i in &g.indices[stage * per..(stage + 1) * per] {
+            if let Some(h) = hist.get_mut(i as usize) {
+                *h += 1;
+            }
+        }
+    }
+    let total: u64 = hist.iter().sum();
+    let entropy: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / total.max(1) as f64;
+            -p * p.log2()
+        })
+        .sum();
+    (hist.iter().filter(|&&c| c > 0).count(), entropy.exp2())
+}
+
+/// Evaluates `model` on every image of `data` at every level.
+pub fn evaluate_model(model: &Model, data: &Dataset) -> Result<Vec<LevelReport>, CodecError> {
+    let images: Vec<DynamicImage> = (0..data.len())
+        .map(|i| {
+            GrayImage::from_raw(
+                data.width as u32,
+                data.height as u32,
+                data.image(i).to_vec(),
+            )
+            .map(DynamicImage::ImageLuma8)
+            .ok_or_else(|| CodecError::Internal("bad dataset image".into()))
+        })
+        .collect::<Result<_, _>>()?;
+    let n = images.len().max(1) as f64;
+    let k = model.config().codebook_size;
+    let unigram = model.prior().fallback_only();
+    let mut reports = Vec::new();
+    for level in 1..=model.max_level() {
+        let grids = codec::encode_indices(model, &images, level)?;
+        let cells = grids
+            .first()
+            .map(|g| (g.grid_width * g.grid_height) as f64 * g.planes as f64)
+            .unwrap_or(0.0);
+        let mut enc = Encoder::new(
+            Vec::new(),
+            model,
+            CompressOptions {
+                quality: Quality::Level(level),
+                embed_model: false,
+            },
+        );
+        let mut payload = 0usize;
+        let mut file_bytes = 0usize;
+        for chunk in images.chunks(1024) {
+            for s in enc.write_images(chunk)? {
+                payload += s.payload_bytes;
+                // A standalone file: this frame plus the file header and end marker.
+                file_bytes += s.frame_bytes as usize;
+            }
+        }
+        let stream = enc.finish()?;
+        // The stream is header + frames + end marker (tag and a varint frame
+        // count); a standalone file is header + one frame + a 2-byte end marker.
+        let count_len = {
+            let mut v = images.len() as u64;
+            let mut len = 1;
+            while v >= 0x80 {
+                v >>= 7;
+                len += 1;
+            }
+            len
+        };
+        let header_len = stream.len().saturating_sub(file_bytes + 1 + count_len);
+        let per_file_overhead = header_len + 2;
+        let mut se = 0.0;
+        let mut psnr_sum = 0.0;
+        let dec = Decoder::new(&stream[..], &[model])?;
+        for (d, orig) in dec.zip(&images) {
+            let d = d?;
+            let m = codec::mse(orig.as_bytes(), d.image.as_bytes());
+            se += m;
+            psnr_sum += codec::psnr_db_from_mse(m).min(100.0);
+        }
+        let (mut used, mut ppl) = (Vec::new(), Vec::new());
+        for s in 0..level as usize {
+            let (u, p) = stage_usage(&grids, s, k);
+            used.push(u);
+            ppl.push(p);
+        }
+        reports.push(LevelReport {
+            level,
+            psnr_of_mean_mse_db: codec::psnr_db_from_mse(se / n),
+            mean_psnr_db: psnr_sum / n,
+            uniform_bits: cells * level as f64 * (k as f64).log2(),
+            unigram_bits: grids
+                .iter()
+                .map(|g| cross_entropy_bits(&unigram, g))
+                .sum::<f64>()
+                / n,
+            context_bits: grids
+                .iter()
+                .map(|g| cross_entropy_bits(model.prior(), g))
+                .sum::<f64>()
+                / n,
+            payload_bits: payload as f64 * 8.0 / n,
+            file_bytes: file_bytes as f64 / n + per_file_overhead as f64,
+            codes_used: used,
+            perplexity: ppl,
+        });
+    }
+    Ok(reports)
+}
