@@ -4,12 +4,13 @@
 //! A model's id, which containers reference, is derived from the SHA-256 of
 //! the file's bytes. Layout: `spec/model-format.md`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use candle_core::DType;
+use safetensors::tensor::Dtype;
 use sha2::{Digest, Sha256};
 
+use super::tensor_file::{f32_bytes, f32_tensor, parse, serialize};
 use super::{ModelConfig, ModelError, ParamStore};
 
 /// First line of the `vqz` metadata entry.
@@ -69,36 +70,28 @@ impl ModelFile {
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
         check_label("name", &self.name)?;
         check_label("version", &self.version)?;
-        let mut buffers: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
+        check_rate_weights(&self.rate_weights, self.config.stages)?;
+        let mut tensors = BTreeMap::new();
         for (name, var) in self.params.iter() {
-            let values = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            buffers.insert(name.clone(), (Dtype::F32, var.dims().to_vec(), bytes));
+            tensors.insert(name.clone(), f32_bytes(var.as_tensor())?);
         }
         if let Some(prior) = &self.prior {
-            buffers.insert(
+            tensors.insert(
                 PRIOR_TENSOR.to_string(),
                 (Dtype::U8, vec![prior.len()], prior.clone()),
             );
         }
-        let mut views = Vec::with_capacity(buffers.len());
-        for (name, (dtype, shape, bytes)) in &buffers {
-            let view = TensorView::new(*dtype, shape.clone(), bytes)
-                .map_err(|e| ModelError::Safetensors(e.to_string()))?;
-            views.push((name.clone(), view));
-        }
-        check_rate_weights(&self.rate_weights, self.config.stages)?;
         let weights: Vec<String> = self.rate_weights.iter().map(|w| w.to_string()).collect();
-        let meta = format!(
-            "{MODEL_FORMAT_LINE}\nname: {}\nversion: {}\nconfig: {}\nrate_weights: {}\n",
-            self.name,
-            self.version,
-            self.config.to_text(),
-            weights.join(",")
-        );
-        let info = HashMap::from([("vqz".to_string(), meta)]);
-        safetensors::serialize(views, Some(info))
-            .map_err(|e| ModelError::Safetensors(e.to_string()))
+        serialize(
+            &tensors,
+            MODEL_FORMAT_LINE,
+            &[
+                ("name", self.name.clone()),
+                ("version", self.version.clone()),
+                ("config", self.config.to_text()),
+                ("rate_weights", weights.join(",")),
+            ],
+        )
     }
 
     /// Parses and validates a model file: format line, configuration, every
@@ -110,30 +103,12 @@ impl ModelFile {
                 max: MAX_MODEL_FILE_BYTES,
             });
         }
-        let st =
-            SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors(e.to_string()))?;
-        let (_, metadata) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| ModelError::Safetensors(e.to_string()))?;
-        let meta = metadata
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("vqz"))
-            .ok_or_else(|| {
-                ModelError::NotAModel("safetensors file without vqz metadata".to_string())
-            })?;
-        let mut lines = meta.lines();
-        if lines.next() != Some(MODEL_FORMAT_LINE) {
-            return Err(ModelError::NotAModel(format!(
-                "metadata does not start with {MODEL_FORMAT_LINE:?}"
-            )));
-        }
+        let (st, lines) = parse(bytes, MODEL_FORMAT_LINE)?;
         let (mut name, mut version, mut config) = (None, None, None);
         let mut rate_weights = Vec::new();
-        for line in lines {
-            let (key, value) = line
-                .split_once(": ")
-                .ok_or_else(|| ModelError::BadConfig(format!("bad metadata line {line:?}")))?;
-            match key {
+        for (key, value) in &lines {
+            let value = value.as_str();
+            match key.as_str() {
                 "name" => name = Some(value.to_string()),
                 "version" => version = Some(value.to_string()),
                 "config" => config = Some(ModelConfig::from_text(value)?),
@@ -167,18 +142,7 @@ impl ModelFile {
                 prior = Some(view.data().to_vec());
                 continue;
             }
-            if view.dtype() != Dtype::F32 {
-                return Err(ModelError::WrongDType {
-                    name: tname,
-                    found: format!("{:?}", view.dtype()),
-                });
-            }
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            let t = Tensor::from_vec(values, view.shape().to_vec(), &Device::Cpu)?;
+            let t = f32_tensor(&tname, &view)?;
             tensors.insert(tname, t);
         }
         check_rate_weights(&rate_weights, config.stages)?;

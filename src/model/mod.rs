@@ -7,6 +7,7 @@ mod file;
 mod layers;
 mod network;
 mod params;
+pub(crate) mod tensor_file;
 
 pub use config::{
     GRID_STRIDE, GRID_STRIDE_LOG2, MAX_CHANNELS, MAX_CODEBOOK_SIZE, MAX_LATENT_DIM, MAX_STAGES,

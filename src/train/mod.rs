@@ -366,7 +366,9 @@ impl Trainer {
         } else {
             self.rate_weight
         };
-        self.rate_weight = (w * (0.02 * (entropy - target)).exp()).clamp(1e-4, 10.0);
+        // A slow controller: the entropy is itself a running average, so a
+        // fast one overshoots and collapses the codebook.
+        self.rate_weight = (w * (0.002 * (entropy - target)).exp()).clamp(1e-4, 1.0);
     }
 
     /// Everything needed to resume.
