@@ -9,9 +9,6 @@
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
-#[path = "support/sha256.rs"]
-mod sha256;
-
 use std::path::{Path, PathBuf};
 
 use synthetic::{BLANK, K, Rng, digit_grid};
@@ -27,7 +24,7 @@ fn read_golden(name: &str) -> Vec<u8> {
 }
 
 fn model_id_of(bytes: &[u8]) -> ModelId {
-    let hex = sha256::sha256_hex(bytes);
+    let hex = sha256_hex(bytes);
     let mut id = [0u8; 4];
     for (i, b) in id.iter_mut().enumerate() {
         *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap();
@@ -182,11 +179,7 @@ fn write_golden_files() {
         "embedded.vqz",
     ] {
         let bytes = read_golden(name);
-        println!(
-            "golden/{name} {} {}",
-            bytes.len(),
-            sha256::sha256_hex(&bytes)
-        );
+        println!("golden/{name} {} {}", bytes.len(), sha256_hex(&bytes));
     }
 }
 
@@ -212,7 +205,7 @@ fn manifest_matches_the_files() {
         );
         let bytes = std::fs::read(golden_dir().join("..").join(name)).unwrap();
         assert_eq!(bytes.len(), size.parse::<usize>().unwrap(), "{name}: size");
-        assert_eq!(sha256::sha256_hex(&bytes), hash, "{name}: SHA-256");
+        assert_eq!(sha256_hex(&bytes), hash, "{name}: SHA-256");
         listed.push(name.to_string());
     }
     for entry in std::fs::read_dir(golden_dir()).unwrap() {
@@ -330,4 +323,12 @@ fn every_bit_flip_of_a_golden_file_is_rejected() {
         assert!(Prior::from_bytes(&flipped).is_err(), "prior bit {bit}");
         flipped[bit / 8] ^= 1 << (bit % 8);
     }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
