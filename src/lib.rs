@@ -12,6 +12,8 @@
 
 #[cfg(feature = "codec")]
 pub mod atomic_write;
+#[cfg(feature = "cli")]
+pub mod bench;
 #[cfg(feature = "codec")]
 pub mod codec;
 pub mod entropy;

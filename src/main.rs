@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cli_bench;
 mod cli_codec;
 mod cli_evaluate;
 mod cli_train;
@@ -40,6 +41,8 @@ enum Command {
     Evaluate(cli_evaluate::EvaluateArgs),
     /// Train a model on an IDX file (plain or .gz) or a folder of PNG images.
     Train(cli_train::TrainArgs),
+    /// Measure vqz against PNG, JPEG, WebP, AVIF and JPEG XL: sizes, PSNR, speed.
+    Bench(cli_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cli_codec::verify(args),
         Command::Evaluate(args) => cli_evaluate::run(args),
         Command::Train(args) => cli_train::run(args),
+        Command::Bench(args) => cli_bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

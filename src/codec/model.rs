@@ -133,6 +133,11 @@ impl Model {
         &self.prior
     }
 
+    /// The network alone, for measuring it without the entropy coder.
+    pub fn network(&self) -> &VqVae {
+        &self.net
+    }
+
     pub fn grid_stride_log2(&self) -> u8 {
         GRID_STRIDE_LOG2
     }
