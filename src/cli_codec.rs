@@ -61,8 +61,8 @@ pub struct CompressArgs {
     /// Output file (- for standard output) [default: INPUT.vqz for one input].
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Quality level: residual stages coded (1 = smallest files).
-    #[arg(short = 'l', long = "level", conflicts_with_all = ["target_psnr", "max_bytes"])]
+    /// Quality level: residual stages coded (1 = smallest files) [default: 2].
+    #[arg(short = 'l', long = "level", visible_alias = "quality", conflicts_with_all = ["target_psnr", "max_bytes"])]
     level: Option<u8>,
     /// Per image, the smallest level reaching this PSNR (dB, peak 255).
     #[arg(long, value_name = "DB", conflicts_with = "max_bytes")]

@@ -134,6 +134,15 @@ fn an_idx_file_round_trips_through_one_stream() {
     let out = vqz(&["decompress", "set.vqz", "-o", "pngs"], d);
     assert!(out.status.success());
     assert_eq!(std::fs::read_dir(d.join("pngs")).unwrap().count(), 512);
+    // A stream cut in the middle still gives its complete frames, then one error line.
+    let bytes = std::fs::read(d.join("set.vqz")).unwrap();
+    std::fs::write(d.join("cut.vqz"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = vqz(&["decompress", "cut.vqz", "-o", "partial"], d);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("truncated"), "{err}");
+    let kept = std::fs::read_dir(d.join("partial")).unwrap().count();
+    assert!(kept > 100 && kept < 512, "{kept} frames kept");
     let info = String::from_utf8_lossy(&vqz(&["info", "set.vqz"], d).stdout).into_owned();
     assert!(info.contains("frames:     512"), "{info}");
 }
