@@ -61,7 +61,7 @@ pub struct CompressArgs {
     /// Output file (- for standard output) [default: INPUT.vqz for one input].
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Quality level: residual stages coded (1 = smallest files) [default: 2].
+    /// Quality level: residual stages coded (1 = smallest files) [default: 1].
     #[arg(short = 'l', long = "level", visible_alias = "quality", conflicts_with_all = ["target_psnr", "max_bytes"])]
     level: Option<u8>,
     /// Per image, the smallest level reaching this PSNR (dB, peak 255).

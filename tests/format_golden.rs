@@ -208,9 +208,18 @@ fn manifest_matches_the_files() {
         assert_eq!(sha256_hex(&bytes), hash, "{name}: SHA-256");
         listed.push(name.to_string());
     }
-    for entry in std::fs::read_dir(golden_dir()).unwrap() {
-        let name = format!("golden/{}", entry.unwrap().file_name().to_string_lossy());
-        assert!(listed.contains(&name), "{name} is not in testdata/MANIFEST");
+    // Every file under golden/ (and its folders) is listed.
+    let mut dirs = vec![(golden_dir(), "golden".to_string())];
+    while let Some((dir, prefix)) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = format!("{prefix}/{}", entry.file_name().to_string_lossy());
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push((entry.path(), name));
+            } else {
+                assert!(listed.contains(&name), "{name} is not in testdata/MANIFEST");
+            }
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use crate::format::FormatError;
 use crate::model::ModelError;
 
 /// The quality level used when none is asked for.
-pub const DEFAULT_LEVEL: u8 = 2;
+pub const DEFAULT_LEVEL: u8 = 1;
 
 /// How much quality to spend bytes on, per image.
 #[derive(Debug, Clone, Copy, PartialEq)]

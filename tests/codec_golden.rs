@@ -1,0 +1,45 @@
+//! Golden files of the shipped model: the ten digits of `testdata/digits`
+//! compressed at the default level. The encoder must still produce these
+//! exact bytes, and they must still decode to the stored reconstructions.
+//! A change of the default model or of the encoder changes them; that is a
+//! deliberate act (new golden files, listed in `testdata/MANIFEST`), never a
+//! way to make this test pass.
+#![cfg(feature = "codec")]
+
+use std::path::Path;
+
+use vqz::codec::{self, CompressOptions, Model};
+
+fn golden(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/golden/codec")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn digits_encode_to_the_golden_bytes_and_decode_to_the_golden_pixels() {
+    let model = Model::default_model().unwrap();
+    for n in 0..10 {
+        let digit = image::open(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("testdata/digits/{n}.png")),
+        )
+        .unwrap();
+        let want = golden(&format!("{n}.vqz"));
+        let got = codec::compress(&model, &digit, &CompressOptions::default()).unwrap();
+        assert_eq!(got, want, "digit {n}: encoder output changed");
+        let back = codec::decompress(&want, &model).unwrap();
+        let expected = image::load_from_memory(&golden(&format!("{n}.png"))).unwrap();
+        assert_eq!(back.color(), expected.color());
+        // The network is floating point: allow one grey level of difference
+        // for another summation order, nothing more.
+        let worst = back
+            .as_bytes()
+            .iter()
+            .zip(expected.as_bytes())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 1, "digit {n}: a pixel differs by {worst}");
+    }
+}
