@@ -217,18 +217,6 @@ pub(crate) fn reconstruct(
     )
 }
 
-/// The first `stages` stages of a grid.
-fn first_stages(grid: &IndexGrid, stages: u8) -> Result<IndexGrid, CodecError> {
-    let per_stage = (grid.grid_width * grid.grid_height) as usize * grid.planes as usize;
-    Ok(IndexGrid::new(
-        grid.grid_width,
-        grid.grid_height,
-        grid.planes,
-        stages,
-        grid.indices[..per_stage * stages as usize].to_vec(),
-    )?)
-}
-
 fn entropy_code(
     model: &Model,
     geometry: Geometry,
@@ -280,9 +268,9 @@ pub(crate) fn encode_images(
             .zip(&planes)
             .map(|(g, p)| {
                 // The largest level that fits; level 1 if none does.
-                let mut best = entropy_code(model, p.geometry, &first_stages(g, 1)?)?;
+                let mut best = entropy_code(model, p.geometry, &g.first_stages(1)?)?;
                 for l in 2..=max {
-                    let f = entropy_code(model, p.geometry, &first_stages(g, l)?)?;
+                    let f = entropy_code(model, p.geometry, &g.first_stages(l)?)?;
                     if standalone_size(&f) <= budget {
                         best = f;
                     }
@@ -299,7 +287,7 @@ pub(crate) fn encode_images(
                 let todo: Vec<usize> = (0..images.len()).filter(|&i| !settled[i]).collect();
                 let items = todo
                     .iter()
-                    .map(|&i| Ok((planes[i].geometry, first_stages(&grids[i], l)?)))
+                    .map(|&i| Ok((planes[i].geometry, grids[i].first_stages(l)?)))
                     .collect::<Result<Vec<_>, CodecError>>()?;
                 let recon = reconstruct(model, &items)?;
                 for (&i, r) in todo.iter().zip(&recon) {
@@ -313,7 +301,7 @@ pub(crate) fn encode_images(
                 .par_iter()
                 .zip(&planes)
                 .zip(&chosen)
-                .map(|((g, p), &l)| entropy_code(model, p.geometry, &first_stages(g, l)?))
+                .map(|((g, p), &l)| entropy_code(model, p.geometry, &g.first_stages(l)?))
                 .collect()
         }
     }

@@ -80,6 +80,25 @@ impl IndexGrid {
         })
     }
 
+    /// The grid of the first `stages` stages (a lower quality level of the
+    /// same image). Fails if `stages` is 0 or more than the grid has.
+    pub fn first_stages(&self, stages: u8) -> Result<Self> {
+        if stages == 0 || stages > self.stages {
+            return Err(EntropyError::GridShape(format!(
+                "cannot take {stages} stages of a grid of {}",
+                self.stages
+            )));
+        }
+        let n = symbol_count(self.grid_width, self.grid_height, self.planes, stages)?;
+        Self::new(
+            self.grid_width,
+            self.grid_height,
+            self.planes,
+            stages,
+            self.indices.get(..n).unwrap_or(&self.indices).to_vec(),
+        )
+    }
+
     /// Checks that the dimensions are non-zero, within limits, and match the
     /// index count; returns the count.
     pub fn check_shape(&self) -> Result<usize> {

@@ -100,19 +100,6 @@ pub fn fit_prior(
         .build(options.min_count, options.smoothing)?)
 }
 
-/// The first `stages` stages of a grid.
-pub fn truncate_stages(grid: &IndexGrid, stages: u8) -> Result<IndexGrid, TrainError> {
-    let per_stage = (grid.grid_width * grid.grid_height) as usize * grid.planes as usize;
-    let keep = per_stage * stages as usize;
-    Ok(IndexGrid::new(
-        grid.grid_width,
-        grid.grid_height,
-        grid.planes,
-        stages,
-        grid.indices.get(..keep).unwrap_or(&grid.indices).to_vec(),
-    )?)
-}
-
 /// Mean bits per image at every level under the uniform, unigram (fitted on
 /// `train`) and `context` priors, measured on `eval`.
 pub fn prior_report(
@@ -139,7 +126,7 @@ pub fn prior_report(
         uniform += per_stage * (k as f64).log2();
         report.uniform_bits.push(uniform);
         for g in eval {
-            let t = truncate_stages(g, s as u8 + 1)?;
+            let t = g.first_stages(s as u8 + 1)?;
             report.unigram_bits[s] += cross_entropy_bits(&unigram, &t);
             report.context_bits[s] += cross_entropy_bits(context, &t);
         }
