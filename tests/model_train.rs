@@ -130,27 +130,15 @@ fn model_file_round_trips_bit_for_bit_and_encoding_is_deterministic() {
 
     let x = Tensor::rand(0f32, 1.0, (3, 28, 28, 1), &Device::Cpu).unwrap();
     let net2 = VqVae::new(back.config, &back.params).unwrap();
-    let i1 = net
-        .encode(&x, 2)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u32>()
-        .unwrap();
-    let i2 = net2
-        .encode(&x, 2)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u32>()
-        .unwrap();
-    let i3 = net2
-        .encode(&x, 2)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u32>()
-        .unwrap();
+    let indices = |net: &VqVae| -> Vec<u32> {
+        net.encode(&x, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()
+    };
+    let (i1, i2, i3) = (indices(&net), indices(&net2), indices(&net2));
     assert_eq!(i1, i2);
     assert_eq!(i2, i3);
     // Same seed, same weights.

@@ -87,6 +87,30 @@ struct Col2Im3 {
     c: usize,
 }
 
+/// Calls `f(column, pixel)` for every in-image tap of a 3x3 neighbourhood
+/// of an `h x w` image of `c` channels: `column` is the tap's offset in the
+/// im2col matrix of one image, `pixel` the offset of the pixel it reads.
+fn for_each_tap(h: usize, w: usize, c: usize, mut f: impl FnMut(usize, usize)) {
+    for y in 0..h {
+        for x in 0..w {
+            for dy in 0..3 {
+                let sy = y + dy;
+                if sy < 1 || sy > h {
+                    continue;
+                }
+                for dx in 0..3 {
+                    let sx = x + dx;
+                    if sx < 1 || sx > w {
+                        continue;
+                    }
+                    let column = ((y * w + x) * 9 + dy * 3 + dx) * c;
+                    f(column, ((sy - 1) * w + (sx - 1)) * c);
+                }
+            }
+        }
+    }
+}
+
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("im2col supports f32 only");
@@ -111,26 +135,9 @@ impl CustomOp1 for Im2Col3 {
             .enumerate()
             .for_each(|(bi, dst)| {
                 let img = &src[bi * h * w * c..(bi + 1) * h * w * c];
-                for y in 0..h {
-                    for x in 0..w {
-                        let row = &mut dst[(y * w + x) * 9 * c..(y * w + x + 1) * 9 * c];
-                        for dy in 0..3 {
-                            let sy = y + dy;
-                            if sy < 1 || sy > h {
-                                continue;
-                            }
-                            for dx in 0..3 {
-                                let sx = x + dx;
-                                if sx < 1 || sx > w {
-                                    continue;
-                                }
-                                let from = ((sy - 1) * w + (sx - 1)) * c;
-                                let tap = (dy * 3 + dx) * c;
-                                row[tap..tap + c].copy_from_slice(&img[from..from + c]);
-                            }
-                        }
-                    }
-                }
+                for_each_tap(h, w, c, |col, pixel| {
+                    dst[col..col + c].copy_from_slice(&img[pixel..pixel + c]);
+                });
             });
         Ok((CpuStorage::F32(out), Shape::from((b * h * w, 9 * c))))
     }
@@ -160,28 +167,11 @@ impl CustomOp1 for Col2Im3 {
             .enumerate()
             .for_each(|(bi, img)| {
                 let cols = &src[bi * h * w * 9 * c..(bi + 1) * h * w * 9 * c];
-                for y in 0..h {
-                    for x in 0..w {
-                        let row = &cols[(y * w + x) * 9 * c..(y * w + x + 1) * 9 * c];
-                        for dy in 0..3 {
-                            let sy = y + dy;
-                            if sy < 1 || sy > h {
-                                continue;
-                            }
-                            for dx in 0..3 {
-                                let sx = x + dx;
-                                if sx < 1 || sx > w {
-                                    continue;
-                                }
-                                let to = ((sy - 1) * w + (sx - 1)) * c;
-                                let tap = (dy * 3 + dx) * c;
-                                for (o, v) in img[to..to + c].iter_mut().zip(&row[tap..tap + c]) {
-                                    *o += v;
-                                }
-                            }
-                        }
+                for_each_tap(h, w, c, |col, pixel| {
+                    for (o, v) in img[pixel..pixel + c].iter_mut().zip(&cols[col..col + c]) {
+                        *o += v;
                     }
-                }
+                });
             });
         Ok((CpuStorage::F32(out), Shape::from((b, h, w, c))))
     }
