@@ -46,7 +46,7 @@ pub struct OutputArgs {
     #[arg(long)]
     rm: bool,
     /// Print nothing but errors.
-    #[arg(short, long, conflicts_with = "verbose")]
+    #[arg(long, conflicts_with = "verbose")]
     quiet: bool,
     /// Print more detail.
     #[arg(short, long)]
@@ -61,8 +61,16 @@ pub struct CompressArgs {
     /// Output file (- for standard output) [default: INPUT.vqz for one input].
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Quality level: residual stages coded (1 = smallest files) [default: 1].
-    #[arg(short = 'l', long = "level", visible_alias = "quality", conflicts_with_all = ["target_psnr", "max_bytes"])]
+    /// Quality level L: residual stages coded, 1 (smallest files) up to the
+    /// model's stage count [default: the model's default level].
+    #[arg(
+        short = 'q',
+        long = "quality",
+        value_name = "L",
+        visible_alias = "level",
+        visible_short_alias = 'l',
+        conflicts_with_all = ["target_psnr", "max_bytes"]
+    )]
     level: Option<u8>,
     /// Per image, the smallest level reaching this PSNR (dB, peak 255).
     #[arg(long, value_name = "DB", conflicts_with = "max_bytes")]

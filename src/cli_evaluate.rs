@@ -41,25 +41,30 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
     );
     println!();
     println!(
-        "| level | PSNR of mean MSE (dB) | mean PSNR (dB) | uniform bits | unigram bits | context bits | ANS payload bits | standalone file bytes | codes used per stage | perplexity per stage |"
+        "| level | PSNR of mean MSE (dB) | mean PSNR (dB) | uniform bits | unigram bits | context bits | stage's context bits | ANS payload bits | standalone file bytes | codes used per stage | perplexity per stage |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    // Levels add one stage each, so a stage's cross-entropy under the
+    // context prior is the difference between consecutive levels.
+    let mut previous_bits = 0.0;
     for r in evaluate_model(&model, &data)? {
         let used: Vec<String> = r.codes_used.iter().map(|u| u.to_string()).collect();
         let ppl: Vec<String> = r.perplexity.iter().map(|p| format!("{p:.0}")).collect();
         println!(
-            "| {} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             r.level,
             r.psnr_of_mean_mse_db,
             r.mean_psnr_db,
             r.uniform_bits,
             r.unigram_bits,
             r.context_bits,
+            r.context_bits - previous_bits,
             r.payload_bits,
             r.file_bytes,
             used.join(" / "),
             ppl.join(" / ")
         );
+        previous_bits = r.context_bits;
     }
     Ok(())
 }

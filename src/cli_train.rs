@@ -60,10 +60,11 @@ pub struct TrainArgs {
     /// Re-seed unused codes every N steps (0: never).
     #[arg(long, default_value_t = 200)]
     restart_every: u64,
-    /// Entropy-constrained VQ: steer the first stage toward this entropy
-    /// in bits per index (0: nearest code, no rate term).
-    #[arg(long, default_value_t = 0.0)]
-    target_entropy: f64,
+    /// Entropy-constrained VQ: steer each stage toward its entropy in bits
+    /// per index, comma-separated from stage 1 (e.g. `1.5,2,2.5,3`); stages
+    /// without a value (or with 0) pick the nearest code.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    target_entropy: Vec<f64>,
     /// Stop re-seeding unused codes after this fraction of training.
     #[arg(long, default_value_t = 0.6)]
     restart_until: f64,
@@ -141,6 +142,20 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if a.out.exists() && !a.force {
         bail!("{} already exists; use -f to overwrite", a.out.display());
     }
+    if a.target_entropy.len() > a.stages {
+        bail!(
+            "--target-entropy has {} values for {} stages",
+            a.target_entropy.len(),
+            a.stages
+        );
+    }
+    if let Some(t) = a
+        .target_entropy
+        .iter()
+        .find(|t| !(t.is_finite() && **t >= 0.0))
+    {
+        bail!("--target-entropy {t}: expected bits per index, 0 or more");
+    }
     let mut data = Dataset::load(&a.data)?;
     if let Some(n) = a.limit {
         data.truncate(n);
@@ -154,7 +169,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ema: a.ema,
         restart_every: a.restart_every,
         restart_until: a.restart_until,
-        target_entropy: a.target_entropy,
+        target_entropy: a.target_entropy.clone(),
         ..TrainOptions::default()
     };
     let checkpoint_path = a.checkpoint.clone().unwrap_or_else(|| {

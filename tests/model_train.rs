@@ -54,6 +54,12 @@ fn options(epochs: usize) -> TrainOptions {
 #[test]
 fn training_lowers_the_loss_and_resumes_exactly() {
     let data = digits(320);
+    // Entropy-constrained VQ on the second stage only, so the resumed run
+    // must also restore the rate controller's state.
+    let options = |epochs| TrainOptions {
+        target_entropy: vec![0.0, 1.0],
+        ..options(epochs)
+    };
     let mut t = Trainer::new(tiny(), options(3)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("run.ckpt");
@@ -89,6 +95,10 @@ fn training_lowers_the_loss_and_resumes_exactly() {
             .unwrap();
         assert_eq!(x, y, "{n1} differs after resume");
     }
+    let weights = t.rate_weights();
+    assert_eq!(weights[0], 0.0, "stage 1 has no target: {weights:?}");
+    assert!(weights[1] > 0.0, "stage 2 has a target: {weights:?}");
+    assert_eq!(weights, b.rate_weights());
 }
 
 #[test]

@@ -111,6 +111,18 @@ pub struct Headline {
     pub cells: Vec<HeadlineCell>,
 }
 
+impl Headline {
+    /// The classical codec needing the fewest bytes per image at this PSNR:
+    /// its index in [`Headline::cells`] and its bytes.
+    pub fn best(&self) -> Option<(usize, f64)> {
+        self.cells
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.bytes_per_image().map(|b| (i, b)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
 /// A classical codec's bytes per image at a given PSNR.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum HeadlineCell {
@@ -119,14 +131,20 @@ pub enum HeadlineCell {
     Interpolated(f64),
     /// A lossless codec: its size reaches every PSNR.
     Lossless(f64),
-    /// The PSNR is outside the range of its settings.
+    /// The PSNR is below that of its lowest setting: its smallest file that
+    /// reaches at least the PSNR, and the PSNR that file has. The codec
+    /// cannot make smaller files, so this is what it needs.
+    Floor { bytes: f64, psnr_db: f64 },
+    /// The PSNR is above the range of its settings.
     NotReached,
 }
 
 impl HeadlineCell {
     pub fn bytes_per_image(self) -> Option<f64> {
         match self {
-            HeadlineCell::Interpolated(b) | HeadlineCell::Lossless(b) => Some(b),
+            HeadlineCell::Interpolated(b)
+            | HeadlineCell::Lossless(b)
+            | HeadlineCell::Floor { bytes: b, .. } => Some(b),
             HeadlineCell::NotReached => None,
         }
     }
@@ -227,15 +245,18 @@ impl BenchReport {
                 s,
                 "## Bytes per image at vqz's PSNR\n\n\
                  For each vqz level, the bytes per image each other codec needs for the same PSNR \
-                 (of the mean MSE), interpolated linearly in PSNR between its two nearest settings; \
-                 \"not reached\" when the PSNR is outside its settings' range. Lossless codecs reach \
-                 every PSNR at their one size. In brackets: vqz's size as a fraction of it.\n"
+                 (of the mean MSE), interpolated linearly in PSNR between its two nearest settings. \
+                 Below a codec's lowest setting, its smallest file that still reaches the PSNR \
+                 (marked with the PSNR it has): the codec makes nothing smaller. \"not reached\": \
+                 the PSNR is above its settings' range. Lossless codecs reach every PSNR at their \
+                 one size. In brackets: vqz's size as a fraction of it. \"best\" is the classical \
+                 codec needing the fewest bytes at that level's PSNR.\n"
             );
-            let _ = write!(s, "| vqz | bytes | PSNR dB |");
+            let _ = write!(s, "| vqz | bytes | PSNR dB | best classical | vqz / best |");
             for c in &classical {
                 let _ = write!(s, " {c} |");
             }
-            let _ = write!(s, "\n|---|---:|---:|");
+            let _ = write!(s, "\n|---|---:|---:|---|---:|");
             for _ in &classical {
                 let _ = write!(s, "---:|");
             }
@@ -246,13 +267,28 @@ impl BenchReport {
                     "| {} | {:.1} | {:.2} |",
                     h.level, h.vqz_bytes_per_image, h.vqz_psnr_db
                 );
-                for cell in &h.cells {
-                    match cell.bytes_per_image() {
-                        Some(b) => {
-                            let _ = write!(s, " {b:.1} ({:.2}x) |", h.vqz_bytes_per_image / b);
-                        }
-                        None => s.push_str(" not reached |"),
+                match h.best() {
+                    Some((i, b)) => {
+                        let _ = write!(
+                            s,
+                            " {} ({b:.1}) | {:.2}x |",
+                            classical.get(i).copied().unwrap_or("?"),
+                            h.vqz_bytes_per_image / b
+                        );
                     }
+                    None => s.push_str(" - | - |"),
+                }
+                for cell in &h.cells {
+                    let ratio = |b: f64| h.vqz_bytes_per_image / b;
+                    let _ = match *cell {
+                        HeadlineCell::Floor { bytes, psnr_db } => {
+                            write!(s, " {bytes:.1} ({:.2}x) at {psnr_db:.2} dB |", ratio(bytes))
+                        }
+                        HeadlineCell::Interpolated(b) | HeadlineCell::Lossless(b) => {
+                            write!(s, " {b:.1} ({:.2}x) |", ratio(b))
+                        }
+                        HeadlineCell::NotReached => write!(s, " not reached |"),
+                    };
                 }
                 s.push('\n');
             }
@@ -392,6 +428,13 @@ fn bytes_at_psnr<'a>(rows: impl Iterator<Item = &'a Row>, psnr_db: f64) -> Headl
     }
     match points.as_slice() {
         [(p, b)] if *p == psnr_db => HeadlineCell::Interpolated(*b),
+        [(lowest, _), ..] if psnr_db < *lowest => points
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(HeadlineCell::NotReached, |&(p, b)| HeadlineCell::Floor {
+                bytes: b,
+                psnr_db: p,
+            }),
         _ => HeadlineCell::NotReached,
     }
 }
@@ -428,7 +471,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(bytes_at_psnr(rows.iter(), 31.0), HeadlineCell::NotReached);
-        assert_eq!(bytes_at_psnr(rows.iter(), 19.0), HeadlineCell::NotReached);
+    }
+
+    #[test]
+    fn below_the_lowest_setting_takes_the_smallest_file() {
+        let rows = [
+            row("W", 96.0, mse_at(22.7)),
+            row("W", 90.0, mse_at(23.5)),
+            row("W", 140.0, mse_at(28.0)),
+        ];
+        assert_eq!(
+            bytes_at_psnr(rows.iter(), 19.0),
+            HeadlineCell::Floor {
+                bytes: 90.0,
+                psnr_db: 23.5
+            }
+        );
     }
 
     #[test]

@@ -47,15 +47,14 @@ pub struct TrainOptions {
     /// Restarts stop after this fraction of the training steps, so the
     /// codebooks settle before the end.
     pub restart_until: f64,
-    /// Entropy-constrained VQ on the first stage: it picks the index
-    /// minimising `||r - e_k||^2 + w * D * bits(k)`, where `D` is the
+    /// Entropy-constrained VQ, per stage: stage `s` picks the index
+    /// minimising `||r - e_k||^2 + w_s * D_s * bits(k)`, where `D_s` is the
     /// stage's running mean squared quantisation error and `bits(k)` the
-    /// index's code length under the running index frequencies. The weight
-    /// `w` is steered so that the entropy of the first stage's indices
-    /// approaches `target_entropy` bits per index: fewer codes in use cost
-    /// fewer bits. 0 turns this off (nearest code, every stage). Later
-    /// stages always pick the nearest code.
-    pub target_entropy: f64,
+    /// index's code length under the stage's running index frequencies. Each
+    /// weight `w_s` is steered so that the entropy of stage `s`'s indices
+    /// approaches `target_entropy[s]` bits per index: fewer codes in use cost
+    /// fewer bits. A stage without a target (or with 0) picks the nearest code.
+    pub target_entropy: Vec<f64>,
 }
 
 impl Default for TrainOptions {
@@ -72,7 +71,7 @@ impl Default for TrainOptions {
             ema_decay: 0.99,
             restart_every: 200,
             restart_until: 0.6,
-            target_entropy: 0.0,
+            target_entropy: Vec::new(),
         }
     }
 }
@@ -177,8 +176,8 @@ pub struct Trainer {
     distortion: Vec<f64>,
     /// Total steps of the run, for the rate weight's ramp.
     total_steps: u64,
-    /// The steered weight `w` of the first stage's rate term.
-    rate_weight: f64,
+    /// Per stage, the steered weight `w_s` of the rate term.
+    rate_weight: Vec<f64>,
     epochs_done: usize,
     codebooks_initialised: bool,
 }
@@ -198,6 +197,16 @@ fn rng_for(seed: u64, purpose: u64, counter: u64) -> ChaCha8Rng {
     let mut s = seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     s = s.wrapping_add(counter.wrapping_mul(0xbf58_476d_1ce4_e5b9));
     ChaCha8Rng::seed_from_u64(s)
+}
+
+/// Entropy-constrained VQ never charges an index more than this many bits,
+/// however rarely it was chosen.
+const MAX_PENALTY_BITS: f64 = 16.0;
+
+/// Rounds running statistics to what a checkpoint stores (f32), so that a
+/// resumed run continues from exactly the state the uninterrupted one had.
+fn f32_exact(x: f64) -> f64 {
+    f64::from(x as f32)
 }
 
 const RNG_SHUFFLE: u64 = 1;
@@ -238,7 +247,7 @@ impl Trainer {
             frequency: vec![vec![1.0; config.codebook_size]; config.stages],
             distortion: vec![0.0; config.stages],
             total_steps: 0,
-            rate_weight: 0.0,
+            rate_weight: vec![0.0; config.stages],
             config,
             options,
             params,
@@ -276,10 +285,11 @@ impl Trainer {
             }
         }
         if let Some(d) = state.remove("rate.distortion") {
-            let mut v: Vec<f64> = d.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
-            if v.len() == t.distortion.len() + 1 {
-                t.rate_weight = v.pop().unwrap_or(0.0);
-                t.distortion = v;
+            let v: Vec<f64> = d.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
+            let stages = t.distortion.len();
+            if v.len() == 2 * stages {
+                t.distortion = v[..stages].to_vec();
+                t.rate_weight = v[stages..].to_vec();
             }
         }
         for s in 0..t.frequency.len() {
@@ -311,45 +321,50 @@ impl Trainer {
         &self.config
     }
 
-    /// Per-stage index penalties of entropy-constrained VQ: `rate_weight`
-    /// times each index's code length under the running frequencies.
-    /// `None` when the rate term is off.
+    /// Per-stage index penalties of entropy-constrained VQ: the stage's
+    /// rate weight times each index's code length under the running
+    /// frequencies, capped at [`MAX_PENALTY_BITS`] so that no code becomes
+    /// unreachable. `None` when the rate term is off.
     pub fn penalties(&self) -> Result<Option<Vec<Tensor>>, TrainError> {
-        let weights = self.rate_weights();
-        if weights.iter().all(|&w| w <= 0.0) {
+        if self.rate_weight.iter().all(|&w| w <= 0.0) {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(self.frequency.len());
-        for (f, &w) in self.frequency.iter().zip(&weights) {
-            let total: f64 = f.iter().sum::<f64>() + 1e-3 * f.len() as f64;
+        for (f, &w) in self.frequency.iter().zip(&self.rate_weight) {
+            let total: f64 = f.iter().sum::<f64>().max(f64::MIN_POSITIVE);
             let bits: Vec<f32> = f
                 .iter()
-                .map(|&c| (w * -((c + 1e-3) / total).log2()) as f32)
+                .map(|&c| (w * (-(c / total).log2()).min(MAX_PENALTY_BITS)) as f32)
                 .collect();
             out.push(Tensor::new(bits, &Device::Cpu)?);
         }
         Ok(Some(out))
     }
 
-    /// The rate weight of each stage in squared-distance units per bit
-    /// (`w * D` for the first stage, 0 for the others). The model file
-    /// stores these, so the codec's encoder makes the same trade.
+    /// The rate weight of each stage, in squared latent distance per bit
+    /// (0 for stages without a target). The model file stores these, so the
+    /// codec's encoder makes the same trade.
     pub fn rate_weights(&self) -> Vec<f64> {
-        let mut w = vec![0.0; self.distortion.len()];
-        if let (Some(first), Some(d)) = (w.first_mut(), self.distortion.first()) {
-            *first = self.rate_weight * d;
-        }
-        w
+        self.rate_weight.clone()
     }
 
-    /// Steers the rate weight toward the target entropy, once 10% of the
-    /// run has given the codebooks time to settle.
-    fn steer_rate_weight(&mut self) {
-        let target = self.options.target_entropy;
+    /// Steers stage `s`'s rate weight toward its target entropy, once 10%
+    /// of the run has given the codebooks time to settle.
+    ///
+    /// The weight is in absolute units: scaling it by the stage's
+    /// distortion, which itself grows as the weight does, feeds back and
+    /// collapses the codebook to one code. It changes by at most 0.3% per
+    /// step, as the entropy it reacts to is a running average that lags.
+    fn steer_rate_weight(&mut self, s: usize) {
+        let target = self.options.target_entropy.get(s).copied().unwrap_or(0.0);
         if target <= 0.0 || (self.adam.step as f64) < 0.1 * self.total_steps as f64 {
             return;
         }
-        let Some(f) = self.frequency.first() else {
+        let (Some(f), Some(w), Some(d)) = (
+            self.frequency.get(s),
+            self.rate_weight.get(s).copied(),
+            self.distortion.get(s).copied(),
+        ) else {
             return;
         };
         let total: f64 = f.iter().sum();
@@ -361,14 +376,9 @@ impl Trainer {
                 -p * p.log2()
             })
             .sum();
-        let w = if self.rate_weight <= 0.0 {
-            1e-3
-        } else {
-            self.rate_weight
-        };
-        // A slow controller: the entropy is itself a running average, so a
-        // fast one overshoots and collapses the codebook.
-        self.rate_weight = (w * (0.002 * (entropy - target)).exp()).clamp(1e-4, 1.0);
+        let w = if w <= 0.0 { 1e-3 * d.max(1e-6) } else { w };
+        let change = (0.002 * (entropy - target)).clamp(-0.003, 0.003);
+        self.rate_weight[s] = f32_exact((w * change.exp()).clamp(1e-9, 1e3));
     }
 
     /// Everything needed to resume.
@@ -384,7 +394,7 @@ impl Trainer {
             state.insert(format!("ema.sum.{s}"), m.clone());
         }
         let mut d: Vec<f32> = self.distortion.iter().map(|&x| x as f32).collect();
-        d.push(self.rate_weight as f32);
+        d.extend(self.rate_weight.iter().map(|&w| w as f32));
         if let Ok(t) = Tensor::new(d, &Device::Cpu) {
             state.insert("rate.distortion".to_string(), t);
         }
@@ -489,11 +499,11 @@ impl Trainer {
                 .sum_keepdim(1)?
                 .mean_all()?
                 .to_scalar::<f32>()? as f64;
-            self.distortion[s] = if self.adam.step == 0 {
+            self.distortion[s] = f32_exact(if self.adam.step == 0 {
                 err
             } else {
                 0.99 * self.distortion[s] + 0.01 * err
-            };
+            });
             commitment = (commitment + (r - v.detach())?.sqr()?.mean_all()?)?;
             if !self.options.ema {
                 codebook_loss = (codebook_loss + (v - r.detach())?.sqr()?.mean_all()?)?;
@@ -516,11 +526,9 @@ impl Trainer {
                 }
             }
             for (f, &c) in self.frequency[s].iter_mut().zip(&counts) {
-                *f = 0.99 * *f + 0.01 * c as f64;
+                *f = f32_exact(0.99 * *f + 0.01 * c as f64);
             }
-            if s == 0 {
-                self.steer_rate_weight();
-            }
+            self.steer_rate_weight(s);
             if self.options.ema {
                 self.ema_update(s, &q.indices[s], &q.residuals[s].detach())?;
             }
@@ -584,7 +592,7 @@ impl Trainer {
                 self.frequency[s].iter().sum::<f64>() / self.frequency[s].len().max(1) as f64;
             for &c in &dead {
                 codebook[c] = rows[rng.random_range(0..rows.len())].clone();
-                self.frequency[s][c] = mean;
+                self.frequency[s][c] = f32_exact(mean);
             }
             let t = Tensor::new(codebook, &Device::Cpu)?;
             self.model.codebook(s).set(&t)?;
