@@ -470,6 +470,12 @@ pub fn info(a: InspectArgs) -> Result<()> {
         1u32 << h.grid_stride_log2
     );
     println!("frames:     {n}");
+    match frames.last() {
+        Some(last) if last.header.final_frame => {
+            println!("ends with:  final frame {} (no end marker)", last.number)
+        }
+        _ => println!("ends with:  end marker (frame count {n})"),
+    }
     if n > 0 {
         let total: u64 = frames.iter().map(|f| f.len_bytes).sum();
         let payload: u64 = frames.iter().map(|f| f.header.payload_len as u64).sum();

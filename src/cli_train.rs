@@ -7,8 +7,11 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::write_atomic;
+use vqz::codec::Model;
 use vqz::model::{ModelConfig, ModelFile};
-use vqz::train::prior::{PriorOptions, encode_dataset, fit_prior, prior_report};
+use vqz::train::prior::{
+    PriorOptions, PriorReport, encode_dataset, encode_dataset_with_codec, fit_prior, prior_report,
+};
 use vqz::train::{
     Checkpoint, Dataset, EpochReport, StepReport, TrainObserver, TrainOptions, Trainer,
 };
@@ -83,6 +86,10 @@ pub struct TrainArgs {
     /// Pseudo-counts mixed into every context table.
     #[arg(long, default_value_t = 4.0)]
     prior_smoothing: f64,
+    /// Rounds of re-fitting the prior to the codec's own index choices
+    /// (which trade distance against code length under the prior itself).
+    #[arg(long, default_value_t = 1)]
+    prior_rounds: usize,
     /// Overwrite OUT if it exists.
     #[arg(short, long)]
     force: bool,
@@ -232,16 +239,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         start.elapsed().as_secs_f64(),
         report.images
     );
-    for s in 0..cfg.stages {
-        eprintln!(
-            "  level {}: uniform {:.1}, unigram {:.1}, context {:.1}",
-            s + 1,
-            report.uniform_bits[s],
-            report.unigram_bits[s],
-            report.context_bits[s]
-        );
-    }
-    let file = ModelFile {
+    print_prior_report(&report);
+    let mut file = ModelFile {
         name: a.name,
         version: a.model_version,
         config: cfg,
@@ -249,9 +248,38 @@ pub fn run(a: TrainArgs) -> Result<()> {
         prior: Some(prior.to_bytes()),
         rate_weights: trainer.rate_weights().iter().map(|&w| w as f32).collect(),
     };
+    for round in 1..=a.prior_rounds {
+        let start = Instant::now();
+        let model = Model::from_bytes(file.to_bytes()?.into())?;
+        let train_grids = encode_dataset_with_codec(&model, &data, &train_ids)?;
+        let val_grids = encode_dataset_with_codec(&model, &data, &val_ids)?;
+        let prior = fit_prior(&num_symbols, &train_grids, options)?;
+        let report = prior_report(&num_symbols, &train_grids, &prior, &val_grids)?;
+        eprintln!(
+            "round {round}: re-fitted the prior to the codec's choices in {:.0} s; validation bits per image by level:",
+            start.elapsed().as_secs_f64()
+        );
+        print_prior_report(&report);
+        file.prior = Some(prior.to_bytes());
+    }
     let bytes = file.to_bytes()?;
     write_atomic(&a.out, &bytes, a.force)
         .with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!("wrote {} ({} bytes)", a.out.display(), bytes.len());
     Ok(())
+}
+
+fn print_prior_report(report: &PriorReport) {
+    for (s, ((uniform, unigram), context)) in report
+        .uniform_bits
+        .iter()
+        .zip(&report.unigram_bits)
+        .zip(&report.context_bits)
+        .enumerate()
+    {
+        eprintln!(
+            "  level {}: uniform {uniform:.1}, unigram {unigram:.1}, context {context:.1}",
+            s + 1
+        );
+    }
 }

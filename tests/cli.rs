@@ -60,7 +60,12 @@ fn compress_then_decompress_a_digit() {
     assert_eq!((back.width(), back.height()), (28, 28));
     let info = vqz(&["info", "7.png.vqz"], d);
     let text = String::from_utf8_lossy(&info.stdout);
-    assert!(text.contains("vqz 1.0") && text.contains("known"), "{text}");
+    assert!(text.contains("vqz 2.0") && text.contains("known"), "{text}");
+    assert!(text.contains("ends with:  final frame 0"), "{text}");
+    assert_eq!(
+        vqz_len,
+        std::fs::read(testdata("golden/codec/7.vqz")).unwrap().len() as u64
+    );
     let ok = vqz(&["verify", "7.png.vqz"], d);
     assert!(String::from_utf8_lossy(&ok.stdout).contains("OK, 1 frame"));
 }
@@ -145,6 +150,26 @@ fn an_idx_file_round_trips_through_one_stream() {
     assert!(kept > 100 && kept < 512, "{kept} frames kept");
     let info = String::from_utf8_lossy(&vqz(&["info", "set.vqz"], d).stdout).into_owned();
     assert!(info.contains("frames:     512"), "{info}");
+    assert!(info.contains("ends with:  final frame 511"), "{info}");
+}
+
+#[test]
+fn info_reads_a_version_1_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = testdata("golden/digits-v1.vqz");
+    let out = vqz(&["info", v1.to_str().unwrap()], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(info.contains("format:     vqz 1.0"), "{info}");
+    assert!(info.contains("frames:     10"), "{info}");
+    assert!(
+        info.contains("ends with:  end marker (frame count 10)"),
+        "{info}"
+    );
 }
 
 #[test]
@@ -162,6 +187,14 @@ fn bad_inputs_give_one_clear_line() {
     std::fs::write(d.join("cut.vqz"), &good[..good.len() - 3]).unwrap();
     assert_fails(&vqz(&["decompress", "cut.vqz"], d), "truncated");
     assert_fails(&vqz(&["verify", "cut.vqz"], d), "truncated");
+    let mut long = good.clone();
+    long.extend_from_slice(&[0x81, 0x01]);
+    std::fs::write(d.join("long.vqz"), &long).unwrap();
+    assert_fails(
+        &vqz(&["verify", "long.vqz"], d),
+        "data after the final frame",
+    );
+    assert_fails(&vqz(&["info", "long.vqz"], d), "data after the final frame");
     let mut bad = good.clone();
     let last = bad.len() - 4;
     bad[last] ^= 0x10;

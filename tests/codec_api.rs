@@ -141,6 +141,71 @@ fn streams_round_trip_and_a_cut_stream_keeps_its_complete_frames() {
     };
     assert_eq!(good, 5);
     assert!(err.to_string().contains("truncated"), "{err}");
+
+    // The stream is the header and its frames, the last marked final: no
+    // end marker. Cut right before the final frame, it is truncated.
+    let frames: usize = sums.iter().map(|s| s.frame_bytes as usize).sum();
+    assert_eq!(bytes.len(), 11 + frames);
+    let index = vqz::format::FileIndex::from_bytes(&bytes).unwrap();
+    let finals: Vec<bool> = index
+        .frames()
+        .iter()
+        .map(|f| f.header.final_frame)
+        .collect();
+    assert_eq!(finals, [vec![false; 9], vec![true]].concat());
+    let before_last = bytes.len() - sums[9].frame_bytes as usize;
+    let mut dec = Decoder::new(&bytes[..before_last], &[&model]).unwrap();
+    assert_eq!(dec.next_batch(100).unwrap().len(), 9);
+    let err = dec.next_batch(100).unwrap_err();
+    assert!(err.to_string().contains("no final frame"), "{err}");
+
+    // Written one image at a time, the stream is the same.
+    let mut enc = Encoder::new(Vec::new(), &model, level(1));
+    for img in &imgs {
+        enc.write_image(img).unwrap();
+    }
+    assert_eq!(enc.finish().unwrap(), bytes);
+}
+
+#[test]
+fn a_stream_with_no_image_ends_with_the_end_marker() {
+    let model = Model::default_model().unwrap();
+    let bytes = Encoder::new(Vec::new(), &model, level(1)).finish().unwrap();
+    assert_eq!(bytes.len(), 11 + 2);
+    assert_eq!(&bytes[11..], [0x81, 0x00]);
+    let mut dec = Decoder::new(&bytes[..], &[&model]).unwrap();
+    assert!(dec.next_batch(10).unwrap().is_empty());
+    assert!(matches!(
+        codec::decompress(&bytes, &model),
+        Err(CodecError::BadOption(_))
+    ));
+}
+
+#[test]
+fn a_one_image_file_is_its_frame_plus_the_header() {
+    let model = Model::default_model().unwrap();
+    let img = &digits(1)[0];
+    let mut enc = Encoder::new(Vec::new(), &model, level(1));
+    let sum = enc.write_image(img).unwrap();
+    let streamed = enc.finish().unwrap();
+    let bytes = codec::compress(&model, img, &level(1)).unwrap();
+    assert_eq!(bytes, streamed);
+    // 11 bytes of header, then the frame (6 bytes around its payload for a
+    // payload under 128 bytes), marked final: 17 bytes of overhead.
+    assert_eq!(bytes.len() as u64, 11 + sum.frame_bytes);
+    assert_eq!(bytes.len(), sum.payload_bytes + 17);
+    assert_eq!(bytes[3], 0x20, "format 2.0");
+    assert_eq!(bytes[11] & 0x20, 0x20, "the frame is final");
+    // Anything after the final frame is an error.
+    for extra in [0x00u8, 0x81, 0xff] {
+        let mut longer = bytes.clone();
+        longer.push(extra);
+        let err = codec::decompress(&longer, &model).unwrap_err();
+        assert!(
+            err.to_string().contains("data after the final frame"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -50,7 +50,12 @@ fn prior_from_bytes_regressions() {
 #[test]
 fn checks_hold_on_golden_files() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden");
-    for name in ["digits.vqz", "embedded.vqz", "spec-example.vqz"] {
+    for name in [
+        "digits.vqz",
+        "digits-v1.vqz",
+        "embedded.vqz",
+        "spec-example.vqz",
+    ] {
         let bytes = std::fs::read(golden.join(name)).unwrap();
         fuzz_checks::container_reader(&bytes);
         fuzz_checks::blocks(&bytes[11..]);

@@ -4,7 +4,10 @@
 //!
 //! The files are a format freeze: never regenerate them to make a test pass.
 //! A change here is a format change and bumps the version (spec section 2).
-//! `VQZ_WRITE_GOLDEN=1 cargo test --test format_golden -- --ignored` wrote them.
+//! `VQZ_WRITE_GOLDEN=1 cargo test --test format_golden -- --ignored` wrote them
+//! (and `--test format_spec_dump` the spec example). `digits-v1.vqz` is the
+//! version 1.0 `digits.vqz`, kept as it was written by the 1.0 writer: 2.x
+//! readers must go on reading it.
 
 #[path = "support/synthetic.rs"]
 mod synthetic;
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use synthetic::{BLANK, K, Rng, digit_grid};
 use vqz::entropy::{IndexGrid, Prior, PriorBuilder, decode_grid, encode_grid};
-use vqz::format::{CodingMode, FileHeader, Geometry, ModelId, Reader, Writer};
+use vqz::format::{CodingMode, FileHeader, FileIndex, Geometry, ModelId, Reader, Writer};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden")
@@ -97,16 +100,21 @@ fn make_grids() -> Vec<IndexGrid> {
     grids
 }
 
+/// The digits stream as the codec writes streams: its last frame is final.
 fn write_digits(prior_bytes: &[u8], prior: &Prior, grids: &[IndexGrid]) -> Vec<u8> {
     let header = FileHeader::new(model_id_of(prior_bytes), DIGIT, 2);
     let mut writer = Writer::new(Vec::new(), &header, None).unwrap();
-    for grid in grids {
+    let (last, rest) = grids.split_last().unwrap();
+    for grid in rest {
         let (mode, payload) = encode_grid(prior, grid).unwrap();
         writer
             .write_frame(mode, grid.stages, DIGIT, &payload)
             .unwrap();
     }
-    writer.finish().unwrap()
+    let (mode, payload) = encode_grid(prior, last).unwrap();
+    writer
+        .finish_with_frame(mode, last.stages, DIGIT, &payload)
+        .unwrap()
 }
 
 const TINY_MODEL: &[u8] = b"tiny model: opaque bytes to the container";
@@ -131,6 +139,8 @@ fn embedded_grids() -> Vec<(Geometry, IndexGrid)> {
     ]
 }
 
+/// A 2.0 stream ended the other way: frames written as they come, then the
+/// end marker (as a writer that cannot know its last frame ends one).
 fn write_embedded() -> Vec<u8> {
     let prior = Prior::uniform(&[16, 16]).unwrap();
     let header = FileHeader::new(
@@ -261,6 +271,82 @@ fn golden_digits_decode_to_their_indices() {
         })
         .collect();
     assert_eq!(write_digits(&prior_bytes, &prior, &grids), bytes);
+
+    // Format 2.0, ended by its last frame marked final (no end marker).
+    assert_eq!(reader.header().version_major, 2);
+    let index = FileIndex::from_bytes(&bytes).unwrap();
+    let finals: Vec<bool> = index
+        .frames()
+        .iter()
+        .map(|f| f.header.final_frame)
+        .collect();
+    assert_eq!(
+        finals,
+        [
+            false, false, false, false, false, false, false, false, false, true
+        ]
+    );
+    let last = index.frames().last().unwrap();
+    assert_eq!(last.offset + last.len_bytes, bytes.len() as u64);
+}
+
+#[test]
+fn golden_version_1_file_still_reads() {
+    let prior_bytes = read_golden("synthetic.vqzp");
+    let prior = Prior::from_bytes(&prior_bytes).unwrap();
+    let v1 = read_golden("digits-v1.vqz");
+    let v2 = read_golden("digits.vqz");
+    let reader = Reader::new(&v1[..]).unwrap();
+    assert_eq!(
+        (reader.header().version_major, reader.header().version_minor),
+        (1, 0)
+    );
+    assert_eq!(v1[3], 0x10);
+    // The same frames as the 2.0 file, none marked final: the 1.0 stream
+    // ends with the end marker (tag 0x81, count 10).
+    let expected = String::from_utf8(read_golden("digits.indices")).unwrap();
+    let lines = decode_file(&v1, &prior).unwrap();
+    assert_eq!(lines, expected.lines().collect::<Vec<_>>());
+    assert_eq!(&v1[v1.len() - 2..], [0x81, 10]);
+    let old: Vec<_> = Reader::new(&v1[..])
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let new: Vec<_> = Reader::new(&v2[..])
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(old.len(), 10);
+    assert!(old.iter().all(|f| !f.header.final_frame));
+    for (mut a, b) in old.into_iter().zip(new) {
+        a.header.final_frame = b.header.final_frame;
+        assert_eq!(a, b);
+    }
+    // Rewritten by the 2.0 writer, its last frame final, it is the 2.0 golden.
+    let index = FileIndex::from_bytes(&v1).unwrap();
+    assert_eq!(index.frame_count(), 10);
+    let mut writer = Writer::new(Vec::new(), reader.header(), None).unwrap();
+    for n in 0..9 {
+        let f = index.frame(n).unwrap();
+        writer
+            .write_frame(
+                f.header.coding_mode,
+                f.header.stages,
+                f.header.geometry,
+                &f.payload,
+            )
+            .unwrap();
+    }
+    let f = index.frame(9).unwrap();
+    let rewritten = writer
+        .finish_with_frame(
+            f.header.coding_mode,
+            f.header.stages,
+            f.header.geometry,
+            &f.payload,
+        )
+        .unwrap();
+    assert_eq!(rewritten, v2);
 }
 
 #[test]
@@ -287,6 +373,9 @@ fn golden_embedded_file_decodes() {
         assert_eq!(back, grid);
     }
     assert!(reader.next_frame().unwrap().is_none());
+    // Frames written as they came, then the end marker (2 frames).
+    assert_eq!(bytes[3], 0x20);
+    assert_eq!(&bytes[bytes.len() - 2..], [0x81, 2]);
     assert_eq!(
         reader
             .sections()
@@ -305,6 +394,7 @@ fn every_bit_flip_of_a_golden_file_is_rejected() {
     let uniform = Prior::uniform(&[16, 16]).unwrap();
     for (name, prior) in [
         ("digits.vqz", &prior),
+        ("digits-v1.vqz", &prior),
         ("embedded.vqz", &uniform),
         ("spec-example.vqz", &uniform),
     ] {

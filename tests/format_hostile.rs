@@ -1,6 +1,7 @@
 //! Hostile inputs: huge declared lengths and dimensions, a varint that never
-//! ends, hostile prior bytes. Each gives a clear error quickly, and a counting
-//! allocator proves no large allocation happens on the way.
+//! ends, hostile prior bytes, data after the final frame, a final-frame flag
+//! in a 1.x file. Each gives a clear error quickly, and a counting allocator
+//! proves no large allocation happens on the way.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -180,18 +181,23 @@ fn clear_messages_for_bad_files() {
         err.to_string(),
         "not a vqz file: expected magic 76 71 7a (\"vqz\"), found [50, 4e, 47]"
     );
-    let mut bytes = header_bytes();
-    bytes[3] = 0x23;
-    let err = read_all(&bytes).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "file is vqz format 2.x; this reader supports 1.x"
-    );
-    // A newer minor version is read (its CRCs cover the header as written).
-    let mut bytes = header_bytes();
-    bytes[3] = 0x1F;
-    bytes.extend_from_slice(&[0x81, 0x00]);
-    assert_eq!(read_all(&bytes).unwrap(), 0);
+    assert_eq!(header_bytes()[3], 0x20, "the writer writes 2.0");
+    for (version, major) in [(0x33, 3), (0x03, 0), (0xF0, 15)] {
+        let mut bytes = header_bytes();
+        bytes[3] = version;
+        let err = read_all(&bytes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("file is vqz format {major}.x; this reader supports 1.x to 2.x")
+        );
+    }
+    // Every minor version of 1 and 2 is read (CRCs cover the header as written).
+    for version in [0x10, 0x1F, 0x20, 0x2F] {
+        let mut bytes = header_bytes();
+        bytes[3] = version;
+        bytes.extend_from_slice(&[0x81, 0x00]);
+        assert_eq!(read_all(&bytes).unwrap(), 0, "version {version:#04x}");
+    }
     let mut bytes = header_bytes();
     bytes[4] |= 0x40;
     let err = read_all(&bytes).unwrap_err();
@@ -302,4 +308,144 @@ fn hostile_grid_dimensions() {
     })
     .unwrap_err();
     assert!(matches!(err, EntropyError::LimitExceeded { .. }), "{err}");
+}
+
+fn digit() -> Geometry {
+    Geometry {
+        width: 28,
+        height: 28,
+        channels: 1,
+    }
+}
+
+/// A 2.0 stream of two frames, the second final.
+fn final_frame_stream() -> Vec<u8> {
+    let header = FileHeader::new(ModelId([1, 2, 3, 4]), digit(), 2);
+    let mut writer = vqz::format::Writer::new(Vec::new(), &header, None).unwrap();
+    writer
+        .write_frame(CodingMode::Ans, 1, digit(), &[7; 5])
+        .unwrap();
+    writer
+        .finish_with_frame(CodingMode::Stored, 2, digit(), &[9; 3])
+        .unwrap()
+}
+
+#[test]
+fn any_byte_after_the_final_frame_is_rejected() {
+    let clean = final_frame_stream();
+    assert_eq!(read_all(&clean).unwrap(), 2);
+    let mut tails: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+    tails.push(vec![0x81, 0x02]); // an end marker after the final frame
+    tails.push(vec![0x81, 0x01]);
+    tails.push(clean[11..].to_vec()); // both frames again
+    tails.push(clean.clone()); // a whole second stream
+    tails.push(vec![0; 100_000]); // stays under the allocation bound of the other tests
+    for tail in tails {
+        let mut bytes = clean.clone();
+        bytes.extend_from_slice(&tail);
+        // Both frames come back, then the error.
+        let mut reader = Reader::new(&bytes[..]).unwrap();
+        reader.next_frame().unwrap().unwrap();
+        let last = reader.next_frame().unwrap().unwrap();
+        assert!(last.header.final_frame);
+        let err = small_allocations(|| reader.next_frame()).unwrap_err();
+        let message = err.to_string();
+        assert_eq!(
+            message,
+            format!(
+                "block after frame 1, byte {}: invalid end of stream: expected the end of the \
+                 input (frame 1 is the final frame), found data after the final frame (byte {:#04x})",
+                clean.len(),
+                tail[0]
+            )
+        );
+        assert!(
+            matches!(err, FormatError::Malformed { offset, .. } if offset == clean.len() as u64),
+            "{err}"
+        );
+        // Errors are final.
+        assert!(matches!(
+            reader.next_frame(),
+            Err(FormatError::ReaderFailed)
+        ));
+        assert!(FileIndex::from_bytes(&bytes).is_err());
+        assert!(read_all(&bytes).is_err());
+    }
+}
+
+/// A hand-made frame block with a correct CRC, so that only the rule under
+/// test can reject it.
+fn frame_block(header: &[u8], number: u64, frame: &[u8]) -> Vec<u8> {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(header);
+    hasher.update(&number.to_le_bytes());
+    hasher.update(frame);
+    let mut block = frame.to_vec();
+    block.extend_from_slice(&hasher.finalize().to_le_bytes());
+    block
+}
+
+#[test]
+fn final_frame_flag_in_a_version_1_file_is_rejected() {
+    let mut header = header_bytes();
+    header[3] = 0x10;
+    // Descriptor 0x08 (1 stage, ANS), payload length 2, payload: a valid 1.0
+    // file once the end marker follows.
+    let plain = frame_block(&header, 0, &[0x08, 0x02, 0x2a, 0x17]);
+    let mut bytes = header.clone();
+    bytes.extend_from_slice(&plain);
+    bytes.extend_from_slice(&[0x81, 0x01]);
+    assert_eq!(read_all(&bytes).unwrap(), 1);
+    // The same frame with bit 5 set (and its CRC recomputed): reserved in 1.x.
+    let flagged = frame_block(&header, 0, &[0x28, 0x02, 0x2a, 0x17]);
+    for tail in [&[][..], &[0x81, 0x01][..]] {
+        let mut bytes = header.clone();
+        bytes.extend_from_slice(&flagged);
+        bytes.extend_from_slice(tail);
+        let err = read_all(&bytes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "frame 0, byte 11: invalid descriptor: expected reserved bits 5-6 clear \
+             (a 1.x file has no final-frame flag), found 0x28"
+        );
+        assert!(FileIndex::from_bytes(&bytes).is_err());
+    }
+    // In a 2.0 file the same bytes are a final frame...
+    let header = header_bytes();
+    let mut bytes = header.clone();
+    bytes.extend_from_slice(&frame_block(&header, 0, &[0x28, 0x02, 0x2a, 0x17]));
+    assert_eq!(read_all(&bytes).unwrap(), 1);
+    // ...and bit 6 is still reserved.
+    let mut bytes = header.clone();
+    bytes.extend_from_slice(&frame_block(&header, 0, &[0x48, 0x02, 0x2a, 0x17]));
+    let err = read_all(&bytes).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid descriptor: expected reserved bit 6 clear, found 0x48"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_final_flag_is_under_the_crc() {
+    let clean = final_frame_stream();
+    // The final frame starts after the header and frame 0 (1 + 1 + 5 + 4).
+    let at = 11 + 11;
+    assert_eq!(clean[at], 0x21);
+    // Cleared: no longer final, and the CRC no longer matches.
+    let mut bytes = clean.clone();
+    bytes[at] ^= 0x20;
+    let err = read_all(&bytes).unwrap_err();
+    assert!(
+        matches!(err, FormatError::CrcMismatch { frame: 1, .. }),
+        "{err}"
+    );
+    // Set on frame 0: it would end the stream early; the CRC says no.
+    let mut bytes = clean.clone();
+    bytes[11] ^= 0x20;
+    let err = read_all(&bytes).unwrap_err();
+    assert!(
+        matches!(err, FormatError::CrcMismatch { frame: 0, .. }),
+        "{err}"
+    );
 }

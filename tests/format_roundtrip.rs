@@ -1,5 +1,6 @@
 //! Writer -> Reader and Writer -> FileIndex round trips, including property
-//! tests over any header and any sequence of frames.
+//! tests over any header, any sequence of frames and either ending (a final
+//! frame or the end marker).
 
 use proptest::prelude::*;
 use vqz::format::{
@@ -36,7 +37,9 @@ fn frames_come_back_in_order() {
         .unwrap();
     let written = writer.bytes_written();
     let bytes = writer.finish().unwrap();
+    // Ended by the end marker: tag and frame count.
     assert_eq!(written + 2, bytes.len() as u64);
+    assert_eq!(&bytes[bytes.len() - 2..], [0x81, 2]);
 
     let mut reader = Reader::new(&bytes[..]).unwrap();
     assert_eq!(reader.embedded_model(), Some(&b"model bytes"[..]));
@@ -50,6 +53,7 @@ fn frames_come_back_in_order() {
     assert_eq!(f1.header.geometry, other);
     assert_eq!(f1.header.stages, 3);
     assert_eq!(f1.header.coding_mode, CodingMode::Stored);
+    assert!(!f0.header.final_frame && !f1.header.final_frame);
     assert!(reader.next_frame().unwrap().is_none());
     assert!(reader.next_frame().unwrap().is_none());
     assert_eq!(reader.sections().len(), 2);
@@ -66,20 +70,83 @@ fn frames_come_back_in_order() {
 fn file_index_opens_files() {
     let header = digit_header();
     let mut writer = Writer::new(Vec::new(), &header, None).unwrap();
-    for i in 0..5u8 {
+    for i in 0..4u8 {
         writer
             .write_frame(CodingMode::Ans, 1, header.default_geometry, &[i + 1; 7])
             .unwrap();
     }
-    let bytes = writer.finish().unwrap();
+    let bytes = writer
+        .finish_with_frame(CodingMode::Ans, 1, header.default_geometry, &[5; 7])
+        .unwrap();
     let path = std::env::temp_dir().join(format!("vqz-index-{}.vqz", std::process::id()));
     std::fs::write(&path, &bytes).unwrap();
     let index = FileIndex::open(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(index.frame_count(), 5);
     assert_eq!(index.frame(3).unwrap().payload, [4; 7]);
+    assert!(!index.frame(3).unwrap().header.final_frame);
+    assert!(index.frame(4).unwrap().header.final_frame);
+    // Header and frames, nothing else: the final frame ends the file.
     let total: u64 = index.frames().iter().map(|e| e.len_bytes).sum();
-    assert_eq!(total + 11 + 2, index.len_bytes());
+    assert_eq!(total + 11, index.len_bytes());
+}
+
+#[test]
+fn a_stream_of_no_frames_ends_with_the_end_marker() {
+    let header = digit_header();
+    let bytes = Writer::new(Vec::new(), &header, None)
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert_eq!(bytes.len(), 11 + 2);
+    assert_eq!(&bytes[11..], [0x81, 0x00]);
+    let mut reader = Reader::new(&bytes[..]).unwrap();
+    assert!(reader.next_frame().unwrap().is_none());
+    assert_eq!(FileIndex::from_bytes(&bytes).unwrap().frame_count(), 0);
+}
+
+#[test]
+fn check_frame_agrees_with_write_frame() {
+    let header = digit_header();
+    let mut writer = Writer::new(Vec::new(), &header, None).unwrap();
+    let other = Geometry {
+        width: 300,
+        height: 2,
+        channels: 3,
+    };
+    for (stages, geometry, len) in [(1, header.default_geometry, 10), (2, other, 200)] {
+        let payload = vec![3; len];
+        let before = writer.bytes_written();
+        let block = writer
+            .check_frame(CodingMode::Ans, stages, geometry, &payload)
+            .unwrap();
+        writer
+            .write_frame(CodingMode::Ans, stages, geometry, &payload)
+            .unwrap();
+        assert_eq!(writer.bytes_written() - before, block);
+    }
+    // Refused alike: stages 0 or 9, a payload over the bound (49 symbols at
+    // 12 bits: 74 bytes).
+    for (stages, len) in [(0u8, 1usize), (9, 1), (1, 75)] {
+        let payload = vec![1; len];
+        let g = header.default_geometry;
+        assert!(
+            writer
+                .check_frame(CodingMode::Ans, stages, g, &payload)
+                .is_err()
+        );
+        assert!(
+            writer
+                .write_frame(CodingMode::Ans, stages, g, &payload)
+                .is_err()
+        );
+    }
+    assert_eq!(writer.frames_written(), 2);
+    // A refused final frame leaves the stream unended (truncated).
+    let err = writer
+        .finish_with_frame(CodingMode::Ans, 1, header.default_geometry, &[1; 75])
+        .unwrap_err();
+    assert!(err.to_string().contains("over the bound"), "{err}");
 }
 
 fn geometry() -> impl Strategy<Value = Geometry> {
@@ -111,26 +178,56 @@ proptest! {
             (any::<bool>(), 1u8..=8, prop::option::of(geometry()), prop::collection::vec(any::<u8>(), 0..40)),
             0..6,
         ),
+        end_with_final in any::<bool>(),
     ) {
         let mut writer = Writer::new(Vec::new(), &header, model.as_deref()).unwrap();
-        let mut expected = Vec::new();
+        let mut valid = Vec::new();
         for (ans, stages, geometry, payload) in frames {
             let geometry = geometry.unwrap_or(header.default_geometry);
             let mode = if ans { CodingMode::Ans } else { CodingMode::Stored };
             let symbols = geometry.symbol_count(header.grid_stride_log2, stages);
             let fits = symbols <= 1 << 22 && payload.len() as u64 <= (symbols * 12).div_ceil(8);
-            let written = writer.write_frame(mode, stages, geometry, &payload);
-            prop_assert_eq!(written.is_ok(), fits);
-            if !fits {
-                continue;
+            let checked = writer.check_frame(mode, stages, geometry, &payload);
+            prop_assert_eq!(checked.is_ok(), fits);
+            if fits {
+                valid.push(Frame {
+                    number: valid.len() as u64,
+                    header: FrameHeader {
+                        coding_mode: mode,
+                        stages,
+                        geometry,
+                        payload_len: payload.len() as u32,
+                        final_frame: false,
+                    },
+                    payload,
+                });
+            } else {
+                prop_assert!(writer.write_frame(mode, stages, geometry, &payload).is_err());
             }
-            expected.push(Frame {
-                number: expected.len() as u64,
-                header: FrameHeader { coding_mode: mode, stages, geometry, payload_len: payload.len() as u32 },
-                payload,
-            });
         }
-        let bytes = writer.finish().unwrap();
+        // All frames as they come, or the last one held back and written final.
+        let final_frame = if end_with_final { valid.pop() } else { None };
+        for f in &valid {
+            let h = &f.header;
+            writer.write_frame(h.coding_mode, h.stages, h.geometry, &f.payload).unwrap();
+        }
+        let mut expected = valid;
+        let bytes = match final_frame {
+            Some(mut f) => {
+                let h = f.header;
+                let bytes = writer
+                    .finish_with_frame(h.coding_mode, h.stages, h.geometry, &f.payload)
+                    .unwrap();
+                f.header.final_frame = true;
+                expected.push(f);
+                bytes
+            }
+            None => writer.finish().unwrap(),
+        };
+        let ends_with_marker = expected.last().is_none_or(|f| !f.header.final_frame);
+        if ends_with_marker {
+            prop_assert_eq!(bytes[bytes.len() - 2..].to_vec(), vec![0x81, expected.len() as u8]);
+        }
         let mut reader = Reader::new(&bytes[..]).unwrap();
         prop_assert_eq!(&reader.header().model_id, &header.model_id);
         prop_assert_eq!(reader.header().default_geometry, header.default_geometry);
@@ -141,6 +238,11 @@ proptest! {
             got.push(frame);
         }
         prop_assert_eq!(&got, &expected);
+        prop_assert!(reader.next_frame().unwrap().is_none());
+        // One more byte after the end, whatever it is, is an error.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert!(FileIndex::from_bytes(&longer).is_err());
         let index = FileIndex::from_bytes(&bytes).unwrap();
         prop_assert_eq!(index.frame_count(), expected.len() as u64);
         for frame in &expected {

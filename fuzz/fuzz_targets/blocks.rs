@@ -1,4 +1,5 @@
-//! Fuzzes the frame, section and end-marker parsers behind a valid file header.
+//! Fuzzes the frame (final flag included), section and end-marker parsers
+//! behind a valid file header.
 //! The checks live in the crate's tests so stored crash inputs replay there.
 
 #![no_main]

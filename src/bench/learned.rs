@@ -165,10 +165,11 @@ fn split_stream(stream: &[u8]) -> Result<Vec<Vec<u8>>, BenchError> {
     while let Some(frame) = reader.next_frame().map_err(codec::CodecError::from)? {
         let h = &frame.header;
         let header = FileHeader::new(model_id, h.geometry, stride);
-        let mut w = Writer::new(Vec::new(), &header, None).map_err(codec::CodecError::from)?;
-        w.write_frame(h.coding_mode, h.stages, h.geometry, &frame.payload)
-            .map_err(codec::CodecError::from)?;
-        files.push(w.finish().map_err(codec::CodecError::from)?);
+        let w = Writer::new(Vec::new(), &header, None).map_err(codec::CodecError::from)?;
+        files.push(
+            w.finish_with_frame(h.coding_mode, h.stages, h.geometry, &frame.payload)
+                .map_err(codec::CodecError::from)?,
+        );
     }
     Ok(files)
 }

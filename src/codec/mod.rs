@@ -140,7 +140,8 @@ pub fn decompress(bytes: &[u8], model: &Model) -> Result<DynamicImage, CodecErro
             "the stream holds more than one image; use a Decoder to read them all".into(),
         ));
     }
-    // Reach the end marker, so a damaged tail is reported.
+    // Reach the end of the stream (after the final frame, or the end marker),
+    // so a damaged tail or data after the final frame is reported.
     if !dec.next_batch(1)?.is_empty() {
         return Err(CodecError::Internal("unexpected second frame".into()));
     }

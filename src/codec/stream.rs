@@ -12,20 +12,17 @@ use super::batch::{EncodedFrame, decode_frames, encode_images};
 use super::model::hex;
 use super::{CodecError, CompressOptions, Model};
 
-/// Bytes a one-frame file adds around a frame's payload, measured by
-/// writing the frame into a scratch stream.
+/// Size of the one-frame file [`compress`](super::compress) would write for
+/// this frame, measured by writing it into a scratch stream.
 fn standalone_size(model: &Model, embed: bool, f: &EncodedFrame) -> usize {
     let header = FileHeader::new(model.id(), f.geometry, model.grid_stride_log2());
     let embedded = if embed { Some(model.bytes()) } else { None };
-    let Ok(mut w) = Writer::new(Vec::new(), &header, embedded) else {
+    let Ok(w) = Writer::new(Vec::new(), &header, embedded) else {
         return usize::MAX;
     };
-    if w.write_frame(f.coding_mode, f.level, f.geometry, &f.payload)
-        .is_err()
-    {
-        return usize::MAX;
-    }
-    w.finish().map(|v| v.len()).unwrap_or(usize::MAX)
+    w.finish_with_frame(f.coding_mode, f.level, f.geometry, &f.payload)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
 }
 
 /// What one written frame cost.
@@ -34,17 +31,25 @@ pub struct FrameSummary {
     pub level: u8,
     pub coding_mode: crate::format::CodingMode,
     pub payload_bytes: usize,
-    /// Bytes the frame added to the stream (header, payload, CRC).
+    /// Bytes the frame adds to the stream (header, payload, CRC).
     pub frame_bytes: u64,
 }
 
 /// Writes images into one `.vqz` stream. The file header is written with
 /// the first image, whose size becomes the stream's default geometry.
+///
+/// The encoder holds the most recent frame back (one frame in memory) and
+/// writes it when the next image arrives, so that [`finish`](Self::finish)
+/// can write it as the stream's final frame: every stream it writes, of one
+/// image or many, ends with a final frame rather than an end marker. Until
+/// `finish`, the inner writer has every frame but the last.
 pub struct Encoder<'m, W: Write> {
     model: &'m Model,
     options: CompressOptions,
     pending: Option<W>,
     writer: Option<Writer<W>>,
+    /// The latest frame, not yet written.
+    held: Option<EncodedFrame>,
 }
 
 impl<'m, W: Write> Encoder<'m, W> {
@@ -54,10 +59,12 @@ impl<'m, W: Write> Encoder<'m, W> {
             options,
             pending: Some(inner),
             writer: None,
+            held: None,
         }
     }
 
-    fn writer(&mut self, geometry: Geometry) -> Result<&mut Writer<W>, CodecError> {
+    /// Writes the file header, with `geometry` as the default, unless written.
+    fn open(&mut self, geometry: Geometry) -> Result<(), CodecError> {
         if self.writer.is_none() {
             let inner = self
                 .pending
@@ -67,9 +74,7 @@ impl<'m, W: Write> Encoder<'m, W> {
             let embedded = self.options.embed_model.then(|| self.model.bytes());
             self.writer = Some(Writer::new(inner, &header, embedded)?);
         }
-        self.writer
-            .as_mut()
-            .ok_or_else(|| CodecError::Internal("no writer".into()))
+        Ok(())
     }
 
     /// Encodes and appends one image.
@@ -80,7 +85,8 @@ impl<'m, W: Write> Encoder<'m, W> {
     }
 
     /// Encodes a batch of images together (faster than one at a time) and
-    /// appends them in order.
+    /// appends them in order (the last one is held back until the next image
+    /// or [`finish`](Self::finish)).
     pub fn write_images(
         &mut self,
         images: &[DynamicImage],
@@ -91,33 +97,45 @@ impl<'m, W: Write> Encoder<'m, W> {
         })?;
         let mut out = Vec::with_capacity(frames.len());
         for f in frames {
-            let w = self.writer(f.geometry)?;
-            let before = w.bytes_written();
-            w.write_frame(f.coding_mode, f.level, f.geometry, &f.payload)?;
+            self.open(f.geometry)?;
+            let w = self
+                .writer
+                .as_mut()
+                .ok_or_else(|| CodecError::Internal("no writer".into()))?;
+            // Checked now, so a bad frame is reported with its own image.
+            let frame_bytes = w.check_frame(f.coding_mode, f.level, f.geometry, &f.payload)?;
+            if let Some(h) = self.held.take() {
+                w.write_frame(h.coding_mode, h.level, h.geometry, &h.payload)?;
+            }
             out.push(FrameSummary {
                 level: f.level,
                 coding_mode: f.coding_mode,
                 payload_bytes: f.payload.len(),
-                frame_bytes: w.bytes_written() - before,
+                frame_bytes,
             });
+            self.held = Some(f);
         }
         Ok(out)
     }
 
-    /// Writes the end marker and returns the inner writer. A stream with no
-    /// image gets a header with a 4x4 grey default geometry.
+    /// Ends the stream and returns the inner writer: the held-back frame is
+    /// written as the final frame; a stream with no image ends with the end
+    /// marker, after a header with a 4x4 grey default geometry.
     pub fn finish(mut self) -> Result<W, CodecError> {
         let fallback = Geometry {
             width: 4,
             height: 4,
             channels: 1,
         };
-        self.writer(fallback)?;
+        self.open(fallback)?;
         let w = self
             .writer
             .take()
             .ok_or_else(|| CodecError::Internal("no writer".into()))?;
-        Ok(w.finish()?)
+        Ok(match self.held.take() {
+            Some(h) => w.finish_with_frame(h.coding_mode, h.level, h.geometry, &h.payload)?,
+            None => w.finish()?,
+        })
     }
 }
 

@@ -63,9 +63,10 @@ pub enum FormatError {
         /// The field being read.
         field: &'static str,
     },
-    /// The input ends after a complete block but without an end marker.
+    /// The input ends after a complete block, but the stream was not ended:
+    /// no frame was marked final and no end marker followed.
     #[error(
-        "truncated: input ends at byte {offset} after {frames} complete frame(s), with no end marker"
+        "truncated: input ends at byte {offset} after {frames} complete frame(s), with no final frame or end marker"
     )]
     MissingEndMarker {
         /// Offset of the end of the input.
@@ -113,14 +114,15 @@ pub enum FormatError {
     },
 
     // ---- valid, but not something this reader supports ----
-    /// The file's major version is not 1.
-    #[error("file is vqz format {major}.x; this reader supports {supported}.x")]
+    /// The file's major version is not one this reader reads (1 or 2).
+    #[error("file is vqz format {major}.x; this reader supports 1.x to {supported}.x")]
     UnsupportedVersion {
         /// Major version in the file.
         major: u8,
         /// Minor version in the file.
         minor: u8,
-        /// Major version this reader supports.
+        /// Newest major version this reader supports (it reads every major
+        /// version from [`MIN_VERSION_MAJOR`](super::MIN_VERSION_MAJOR) to this one).
         supported: u8,
     },
 

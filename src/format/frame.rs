@@ -1,5 +1,6 @@
 //! Frames (spec section "Frame"): the descriptor byte, optional geometry,
-//! payload length, payload and CRC-32 of one image.
+//! payload length, payload and CRC-32 of one image. Since format 2.0 the
+//! descriptor can mark a frame as the stream's last (the final frame).
 
 use std::io::Read;
 
@@ -18,7 +19,12 @@ pub const MAX_INDEX_BITS: u64 = 12;
 const DESCRIPTOR_STAGES: u8 = 0x07;
 const DESCRIPTOR_ANS: u8 = 0x08;
 const DESCRIPTOR_GEOMETRY: u8 = 0x10;
-const DESCRIPTOR_RESERVED: u8 = 0x60;
+/// Bit 5, format 2.x: the frame is the last block of the stream.
+const DESCRIPTOR_FINAL: u8 = 0x20;
+/// Reserved descriptor bits in a 2.x file (bit 7 is the block-tag bit).
+const DESCRIPTOR_RESERVED: u8 = 0x40;
+/// Reserved descriptor bits in a 1.x file, which has no final-frame flag.
+const DESCRIPTOR_RESERVED_V1: u8 = DESCRIPTOR_RESERVED | DESCRIPTOR_FINAL;
 
 /// How a frame's payload codes its indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,6 +46,10 @@ pub struct FrameHeader {
     pub geometry: Geometry,
     /// Payload length in bytes.
     pub payload_len: u32,
+    /// Whether this is the final frame (descriptor bit 5, format 2.x): the
+    /// last block of the stream, which ends right after its CRC-32 with no
+    /// end marker. Always `false` in a 1.x file.
+    pub final_frame: bool,
 }
 
 impl FrameHeader {
@@ -59,6 +69,9 @@ impl FrameHeader {
         if explicit {
             descriptor |= DESCRIPTOR_GEOMETRY;
         }
+        if self.final_frame {
+            descriptor |= DESCRIPTOR_FINAL;
+        }
         out.push(descriptor);
         if explicit {
             varint::encode(u64::from(self.geometry.width), out);
@@ -66,6 +79,17 @@ impl FrameHeader {
             out.push(self.geometry.channels);
         }
         varint::encode(u64::from(self.payload_len), out);
+    }
+
+    /// Bytes of the whole frame block with this header in a file whose
+    /// default geometry is `default`: descriptor, optional geometry, payload
+    /// length, payload and CRC-32.
+    pub fn block_len(&self, default: &Geometry) -> u64 {
+        let mut bytes = Vec::with_capacity(16);
+        self.encode(default, &mut bytes);
+        (bytes.len() as u64)
+            .saturating_add(u64::from(self.payload_len))
+            .saturating_add(4)
     }
 }
 
@@ -112,15 +136,24 @@ pub(crate) fn read_frame<R: Read>(
     limits: &Limits,
 ) -> Result<Frame> {
     let place = Place::Frame(number);
-    if descriptor & DESCRIPTOR_RESERVED != 0 {
+    let (reserved, expected) = if file_header.has_final_frame_flag() {
+        (DESCRIPTOR_RESERVED, "reserved bit 6 clear")
+    } else {
+        (
+            DESCRIPTOR_RESERVED_V1,
+            "reserved bits 5-6 clear (a 1.x file has no final-frame flag)",
+        )
+    };
+    if descriptor & reserved != 0 {
         return Err(FormatError::Malformed {
             offset,
             place,
             field: "descriptor",
-            expected: "reserved bits 5-6 clear".into(),
+            expected: expected.into(),
             found: format!("{descriptor:#04x}"),
         });
     }
+    let final_frame = descriptor & DESCRIPTOR_FINAL != 0;
     let stages = (descriptor & DESCRIPTOR_STAGES) + 1;
     let coding_mode = if descriptor & DESCRIPTOR_ANS != 0 {
         CodingMode::Ans
@@ -190,6 +223,7 @@ pub(crate) fn read_frame<R: Read>(
         stages,
         geometry,
         payload_len,
+        final_frame,
     };
     let payload = input.read_vec(payload_len, place, "payload")?;
     let stored = u32::from_le_bytes(input.read_array(place, "CRC-32")?);
@@ -233,14 +267,22 @@ mod tests {
             stages: 1,
             geometry: DIGIT,
             payload_len: 300,
+            final_frame: false,
         };
         assert_eq!(encoded(&header), [0x08, 0xAC, 0x02]);
+        assert_eq!(header.block_len(&DIGIT), 3 + 300 + 4);
+        header.final_frame = true;
+        assert_eq!(encoded(&header), [0x28, 0xAC, 0x02]);
+        assert_eq!(header.block_len(&DIGIT), 3 + 300 + 4);
+        header.final_frame = false;
         header.coding_mode = CodingMode::Stored;
         header.stages = 8;
         header.payload_len = 5;
         assert_eq!(encoded(&header), [0x07, 0x05]);
         header.geometry.channels = 3;
         assert_eq!(encoded(&header), [0x17, 28, 28, 3, 0x05]);
+        header.final_frame = true;
+        assert_eq!(encoded(&header), [0x37, 28, 28, 3, 0x05]);
         assert!(is_frame_descriptor(0x7F));
         assert!(!is_frame_descriptor(0x80));
     }

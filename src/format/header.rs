@@ -10,10 +10,15 @@ use super::varint;
 
 /// The three magic bytes every vqz file starts with: `vqz`.
 pub const MAGIC: [u8; 3] = *b"vqz";
-/// Major version this crate reads and writes.
-pub const VERSION_MAJOR: u8 = 1;
+/// Major version this crate writes (and the newest it reads).
+pub const VERSION_MAJOR: u8 = 2;
 /// Minor version this crate writes.
 pub const VERSION_MINOR: u8 = 0;
+/// Oldest major version this crate reads: 1.x files (no final-frame flag)
+/// are still read; they are never written.
+pub const MIN_VERSION_MAJOR: u8 = 1;
+/// First major version with the final-frame flag (descriptor bit 5).
+pub(crate) const FINAL_FRAME_SINCE_MAJOR: u8 = 2;
 /// Largest latent grid stride exponent (stride 128).
 pub const MAX_GRID_STRIDE_LOG2: u8 = 7;
 
@@ -113,9 +118,9 @@ fn channels_from_code(code: u8) -> Option<u8> {
 /// The file header: everything a decoder needs before the first frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHeader {
-    /// Major version (1 for this spec).
+    /// Major version: 2 for what this crate writes; 1 or 2 for what it reads.
     pub version_major: u8,
-    /// Minor version; a reader accepts any minor of its major.
+    /// Minor version; a reader accepts any minor of a major it reads.
     pub version_minor: u8,
     /// Whether a model section precedes the first frame. The [`Writer`](super::Writer)
     /// sets this itself from its `embedded_model` argument.
@@ -130,7 +135,7 @@ pub struct FileHeader {
 }
 
 impl FileHeader {
-    /// A version-1.0 header without an embedded model.
+    /// A version-2.0 header without an embedded model.
     pub fn new(model_id: ModelId, default_geometry: Geometry, grid_stride_log2: u8) -> Self {
         Self {
             version_major: VERSION_MAJOR,
@@ -164,6 +169,12 @@ impl FileHeader {
         Ok(out)
     }
 
+    /// Whether frames of this file may carry the final-frame flag
+    /// (descriptor bit 5): major version 2 and later. In 1.x it is reserved.
+    pub fn has_final_frame_flag(&self) -> bool {
+        self.version_major >= FINAL_FRAME_SINCE_MAJOR
+    }
+
     /// Appends the header's bytes without validating; used to recompute the
     /// bytes a reader parsed (every field has one encoding) for the CRC.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
@@ -189,7 +200,7 @@ pub(crate) fn read_file_header<R: Read>(
     }
     let version = input.read_u8(place, "version")?;
     let (major, minor) = (version >> 4, version & 0x0F);
-    if major != VERSION_MAJOR {
+    if !(MIN_VERSION_MAJOR..=VERSION_MAJOR).contains(&major) {
         return Err(FormatError::UnsupportedVersion {
             major,
             minor,
@@ -296,8 +307,11 @@ mod tests {
         let mut header = FileHeader::new(ModelId([1, 2, 3, 4]), digit(), 2);
         header.model_embedded = true;
         let bytes = header.to_bytes().unwrap();
-        // magic, version 1.0, flags (model | channels 0 | stride 2 << 3), id, 28, 28
-        assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x10, 0x11, 1, 2, 3, 4, 28, 28]);
+        // magic, version 2.0, flags (model | channels 0 | stride 2 << 3), id, 28, 28
+        assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x20, 0x11, 1, 2, 3, 4, 28, 28]);
+        assert!(header.has_final_frame_flag());
+        header.version_major = 1;
+        assert!(!header.has_final_frame_flag());
     }
 
     #[test]

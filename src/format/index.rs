@@ -85,7 +85,7 @@ impl FileIndex {
         let mut reader = Reader::with_limits(bytes.as_slice(), limits)?;
         let mut frames = Vec::new();
         while let Some((frame, offset)) = reader.next_frame_located()? {
-            let len_bytes = frame_block_len(&frame.header, &reader.header().default_geometry);
+            let len_bytes = frame.header.block_len(&reader.header().default_geometry);
             frames.push(FrameEntry {
                 number: frame.number,
                 offset,
@@ -122,7 +122,7 @@ impl FileIndex {
         self.embedded_model.as_deref()
     }
 
-    /// Number of frames (equal to the end marker's count).
+    /// Number of frames (the final frame's number + 1, or the end marker's count).
     pub fn frame_count(&self) -> u64 {
         self.frames.len() as u64
     }
@@ -175,16 +175,6 @@ impl FileIndex {
             &self.limits,
         )
     }
-}
-
-/// Bytes of a frame block with this header: descriptor, optional geometry,
-/// payload length, payload, CRC.
-fn frame_block_len(header: &FrameHeader, default: &super::header::Geometry) -> u64 {
-    let mut bytes = Vec::with_capacity(16);
-    header.encode(default, &mut bytes);
-    (bytes.len() as u64)
-        .saturating_add(u64::from(header.payload_len))
-        .saturating_add(4)
 }
 
 impl std::fmt::Debug for FileIndex {

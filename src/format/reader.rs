@@ -1,6 +1,7 @@
 //! The streaming reader (spec section "Reading"): parses the file header and
 //! any sections before the first frame, then yields frames one at a time,
-//! holding at most one frame in memory.
+//! holding at most one frame in memory, until the stream ends with a final
+//! frame or an end marker.
 
 use std::io::{BufReader, Read};
 
@@ -25,28 +26,32 @@ pub struct SectionInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Blocks,
+    /// The last frame returned was final: the input must end here.
+    AfterFinal,
     Done,
     Failed,
 }
 
 /// Reads a vqz stream frame by frame.
 ///
-/// The input is buffered internally, so a `File` can be passed directly. A
-/// stream cut short yields every complete frame, then an error
-/// ([`FormatError::Truncated`] or [`FormatError::MissingEndMarker`]).
+/// The input is buffered internally, so a `File` can be passed directly.
+/// [`next_frame`](Self::next_frame) returns `None` once the stream has ended
+/// properly: after its final frame (checking that no byte follows it) or at
+/// a valid end marker. A stream cut short yields every complete frame, then
+/// an error ([`FormatError::Truncated`] or [`FormatError::MissingEndMarker`]).
 ///
 /// ```
 /// use vqz::format::{CodingMode, FileHeader, Geometry, ModelId, Reader, Writer};
 ///
 /// let geometry = Geometry { width: 28, height: 28, channels: 1 };
 /// let header = FileHeader::new(ModelId([1, 2, 3, 4]), geometry, 2);
-/// let mut writer = Writer::new(Vec::new(), &header, None)?;
-/// writer.write_frame(CodingMode::Ans, 1, geometry, &[0x2a, 0x17])?;
-/// let bytes = writer.finish()?;
+/// let writer = Writer::new(Vec::new(), &header, None)?;
+/// let bytes = writer.finish_with_frame(CodingMode::Ans, 1, geometry, &[0x2a, 0x17])?;
 ///
 /// let mut reader = Reader::new(&bytes[..])?;
 /// let frame = reader.next_frame()?.expect("one frame");
 /// assert_eq!(frame.payload, [0x2a, 0x17]);
+/// assert!(frame.header.final_frame);
 /// assert!(reader.next_frame()?.is_none());
 /// # Ok::<(), vqz::format::FormatError>(())
 /// ```
@@ -169,8 +174,9 @@ impl<R: Read> Reader<R> {
         self.input.offset()
     }
 
-    /// The next frame, or `None` after a valid end marker. Errors are final:
-    /// after one, every call returns [`FormatError::ReaderFailed`].
+    /// The next frame, or `None` once the stream has ended: after the final
+    /// frame (if the input ends right there) or at a valid end marker. Errors
+    /// are final: after one, every call returns [`FormatError::ReaderFailed`].
     pub fn next_frame(&mut self) -> Result<Option<Frame>> {
         Ok(self.next_frame_located()?.map(|(frame, _)| frame))
     }
@@ -181,15 +187,45 @@ impl<R: Read> Reader<R> {
         match self.state {
             State::Done => return Ok(None),
             State::Failed => return Err(FormatError::ReaderFailed),
+            State::AfterFinal => {
+                let result = self.expect_end_after_final();
+                self.state = if result.is_ok() {
+                    State::Done
+                } else {
+                    State::Failed
+                };
+                return result.map(|()| None);
+            }
             State::Blocks => {}
         }
         let result = self.read_next_block();
         match &result {
+            Ok(Some((frame, _))) if frame.header.final_frame => self.state = State::AfterFinal,
             Ok(Some(_)) => {}
             Ok(None) => self.state = State::Done,
             Err(_) => self.state = State::Failed,
         }
         result
+    }
+
+    /// After a final frame: the input must end.
+    fn expect_end_after_final(&mut self) -> Result<()> {
+        let offset = self.input.offset();
+        match self.input.try_read_u8()? {
+            None => Ok(()),
+            Some(byte) => Err(FormatError::Malformed {
+                offset,
+                place: Place::BlockTag {
+                    frames_before: self.frames_read,
+                },
+                field: "end of stream",
+                expected: format!(
+                    "the end of the input (frame {} is the final frame)",
+                    self.frames_read.saturating_sub(1)
+                ),
+                found: format!("data after the final frame (byte {byte:#04x})"),
+            }),
+        }
     }
 
     fn read_next_block(&mut self) -> Result<Option<(Frame, u64)>> {

@@ -1,8 +1,10 @@
 //! Sections and the end marker (spec sections "Section" and "End marker").
 //!
 //! A section is a length-prefixed, CRC-checked block a reader may skip; the
-//! embedded model is section type 1. The end marker closes a stream with its
-//! frame count, so a complete stream is told apart from a cut one.
+//! embedded model is section type 1. The end marker closes a stream that does
+//! not end with a final frame (one with no frames, or from a writer that could
+//! not know its last frame) with its frame count, so a complete stream is told
+//! apart from a cut one.
 
 use std::io::Read;
 

@@ -1,5 +1,6 @@
 //! The streaming writer (spec section "Writing"): file header, optional model
-//! section, frames appended one at a time, end marker on `finish`.
+//! section, frames appended one at a time; the stream ends with a final frame
+//! (`finish_with_frame`) or with the end marker (`finish`).
 
 use std::io::Write;
 
@@ -23,8 +24,9 @@ pub struct Writer<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
-    /// Writes the file header (version 1.0; `model_embedded` is set from
-    /// `embedded_model`) and, if given, the model section.
+    /// Writes the file header (always version 2.0, whatever `header` says;
+    /// `model_embedded` is set from `embedded_model`) and, if given, the
+    /// model section.
     pub fn new(inner: W, header: &FileHeader, embedded_model: Option<&[u8]>) -> Result<Self> {
         let header = FileHeader {
             version_major: VERSION_MAJOR,
@@ -73,16 +75,29 @@ impl<W: Write> Writer<W> {
         self.frames_written
     }
 
-    /// Appends one frame. `geometry` is stored in the frame only when it
-    /// differs from the file default. The payload must not exceed the bound
-    /// in the spec (`ceil(symbols * 12 / 8)` bytes, and the payload limit).
-    pub fn write_frame(
-        &mut self,
+    /// Checks a frame as [`write_frame`](Self::write_frame) would, without
+    /// writing it, and returns the bytes its block will take in the stream
+    /// (the same whether or not it is written as the final frame).
+    pub fn check_frame(
+        &self,
         coding_mode: CodingMode,
         stages: u8,
         geometry: Geometry,
         payload: &[u8],
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        let header = self.frame_header(coding_mode, stages, geometry, payload, false)?;
+        Ok(header.block_len(&self.header.default_geometry))
+    }
+
+    /// Validates a frame's arguments and builds its header.
+    fn frame_header(
+        &self,
+        coding_mode: CodingMode,
+        stages: u8,
+        geometry: Geometry,
+        payload: &[u8],
+        final_frame: bool,
+    ) -> Result<FrameHeader> {
         let limits = Limits::DEFAULT;
         if !(1..=MAX_STAGES).contains(&stages) {
             return Err(FormatError::InvalidArgument(format!(
@@ -113,12 +128,17 @@ impl<W: Write> Writer<W> {
                     payload.len()
                 ))
             })?;
-        let header = FrameHeader {
+        Ok(FrameHeader {
             coding_mode,
             stages,
             geometry,
             payload_len,
-        };
+            final_frame,
+        })
+    }
+
+    /// Writes one frame block: header, payload, CRC-32.
+    fn emit_frame(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<()> {
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
         header.encode(&self.header.default_geometry, &mut block);
@@ -131,6 +151,41 @@ impl<W: Write> Writer<W> {
         result?;
         self.frames_written = self.frames_written.saturating_add(1);
         Ok(())
+    }
+
+    /// Appends one frame. `geometry` is stored in the frame only when it
+    /// differs from the file default. The payload must not exceed the bound
+    /// in the spec (`ceil(symbols * 12 / 8)` bytes, and the payload limit).
+    pub fn write_frame(
+        &mut self,
+        coding_mode: CodingMode,
+        stages: u8,
+        geometry: Geometry,
+        payload: &[u8],
+    ) -> Result<()> {
+        let header = self.frame_header(coding_mode, stages, geometry, payload, false)?;
+        self.emit_frame(&header, payload)
+    }
+
+    /// Appends the stream's last frame, marked final, which ends the stream
+    /// (no end marker follows); flushes and returns the inner writer. The
+    /// frame is checked as in [`write_frame`](Self::write_frame); if it is
+    /// refused, nothing more is written and the stream is left unended.
+    ///
+    /// This is how a writer that knows its last frame ends a stream: 2 bytes
+    /// shorter than [`finish`](Self::finish) for up to 127 frames, and the
+    /// end of the stream is covered by that frame's CRC.
+    pub fn finish_with_frame(
+        mut self,
+        coding_mode: CodingMode,
+        stages: u8,
+        geometry: Geometry,
+        payload: &[u8],
+    ) -> Result<W> {
+        let header = self.frame_header(coding_mode, stages, geometry, payload, true)?;
+        self.emit_frame(&header, payload)?;
+        self.inner.flush()?;
+        Ok(self.inner)
     }
 
     /// Appends a section that readers skip unless they know `section_type`.
@@ -146,7 +201,10 @@ impl<W: Write> Writer<W> {
         self.emit(&block)
     }
 
-    /// Writes the end marker, flushes, and returns the inner writer.
+    /// Ends the stream with the end marker (the frame count), flushes, and
+    /// returns the inner writer. This is how a stream with no frames ends, and
+    /// how a writer that cannot know which frame is its last ends one; a writer
+    /// that can should end with [`finish_with_frame`](Self::finish_with_frame).
     pub fn finish(mut self) -> Result<W> {
         let mut block = Vec::with_capacity(11);
         encode_end_marker(self.frames_written, &mut block);

@@ -5,6 +5,9 @@
 
 use candle_core::{Device, Tensor};
 
+use image::{DynamicImage, GrayImage};
+
+use crate::codec::{self, Model};
 use crate::entropy::{IndexGrid, Prior, PriorBuilder, cross_entropy_bits};
 use crate::model::VqVae;
 
@@ -73,6 +76,35 @@ pub fn encode_dataset(
                 indices,
             )?);
         }
+    }
+    Ok(grids)
+}
+
+/// Encodes images `ids` of `data` with every stage, as the codec does: each
+/// index trades its distance against its code length under `model`'s own
+/// context prior (with the model's rate weights). Fitting a prior to these
+/// grids, rebuilding the model and encoding again brings the prior closer
+/// to what the encoder actually writes.
+pub fn encode_dataset_with_codec(
+    model: &Model,
+    data: &Dataset,
+    ids: &[usize],
+) -> Result<Vec<IndexGrid>, TrainError> {
+    let mut grids = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(4096) {
+        let images = chunk
+            .iter()
+            .map(|&i| {
+                GrayImage::from_raw(
+                    data.width as u32,
+                    data.height as u32,
+                    data.image(i).to_vec(),
+                )
+                .map(DynamicImage::ImageLuma8)
+                .ok_or_else(|| TrainError::BadData(format!("image {i} has the wrong size")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        grids.extend(codec::encode_indices(model, &images, model.max_level())?);
     }
     Ok(grids)
 }

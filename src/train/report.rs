@@ -90,24 +90,14 @@ pub fn evaluate_model(model: &Model, data: &Dataset) -> Result<Vec<LevelReport>,
         for chunk in images.chunks(1024) {
             for s in enc.write_images(chunk)? {
                 payload += s.payload_bytes;
-                // A standalone file: this frame plus the file header and end marker.
+                // A standalone file: this frame plus the file header.
                 file_bytes += s.frame_bytes as usize;
             }
         }
         let stream = enc.finish()?;
-        // The stream is header + frames + end marker (tag and a varint frame
-        // count); a standalone file is header + one frame + a 2-byte end marker.
-        let count_len = {
-            let mut v = images.len() as u64;
-            let mut len = 1;
-            while v >= 0x80 {
-                v >>= 7;
-                len += 1;
-            }
-            len
-        };
-        let header_len = stream.len().saturating_sub(file_bytes + 1 + count_len);
-        let per_file_overhead = header_len + 2;
+        // The stream is the file header and the frames, the last one marked
+        // final; a standalone file is the header and one (final) frame.
+        let per_file_overhead = stream.len().saturating_sub(file_bytes);
         let mut se = 0.0;
         let mut psnr_sum = 0.0;
         let dec = Decoder::new(&stream[..], &[model])?;

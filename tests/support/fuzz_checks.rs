@@ -61,9 +61,19 @@ pub fn container_reader(data: &[u8]) {
                     frame
                 );
             }
+            // Rewritten as it ended: by its final frame, or by the end marker.
+            // (A 1.x input is rewritten as 2.0; the frames stay the same.)
             let mut writer =
                 Writer::new(Vec::new(), header, model.as_deref()).expect("header rewrites");
-            for f in &frames {
+            let (last, rest) = match frames.split_last() {
+                Some((last, rest)) if last.header.final_frame => (Some(last), rest),
+                _ => (None, &frames[..]),
+            };
+            assert!(
+                rest.iter().all(|f| !f.header.final_frame),
+                "only the last frame is final"
+            );
+            for f in rest {
                 writer
                     .write_frame(
                         f.header.coding_mode,
@@ -73,7 +83,17 @@ pub fn container_reader(data: &[u8]) {
                     )
                     .expect("a frame the reader accepted is writable");
             }
-            let rewritten = writer.finish().expect("finish");
+            let rewritten = match last {
+                Some(f) => writer
+                    .finish_with_frame(
+                        f.header.coding_mode,
+                        f.header.stages,
+                        f.header.geometry,
+                        &f.payload,
+                    )
+                    .expect("a final frame the reader accepted is writable"),
+                None => writer.finish().expect("finish"),
+            };
             let (again, ended_again) = read_stream(&rewritten, limits);
             assert!(ended_again.is_ok());
             assert_eq!(again, frames);
