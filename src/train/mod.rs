@@ -506,16 +506,10 @@ impl Trainer {
             } else {
                 0.99 * self.distortion[s] + 0.01 * err
             });
+            commitment = (commitment + (r - v.detach())?.sqr()?.mean_all()?)?;
             if !self.options.ema {
                 codebook_loss = (codebook_loss + (v - r.detach())?.sqr()?.mean_all()?)?;
             }
-        }
-        // Commitment pulls the encoder toward the latent all stages together
-        // rebuild, not toward each stage's partial sum: a coarse first
-        // stage (a few codes under a tight rate target) would otherwise drag
-        // every latent toward those few codes and cap the finer levels.
-        if let (Some(r), Some(v)) = (q.residuals.last(), q.vectors.last()) {
-            commitment = (r - v.detach())?.sqr()?.mean_all()?;
         }
         let loss = ((&mse + &codebook_loss)? + (&commitment * self.options.commitment_weight)?)?;
         let grads = loss.backward()?;
