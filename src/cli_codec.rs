@@ -213,7 +213,7 @@ pub fn compress(a: CompressArgs) -> Result<()> {
         (Some(l), _, _) => Quality::Level(l),
         (_, Some(db), _) => Quality::TargetPsnr(db),
         (_, _, Some(n)) => Quality::MaxBytes(n),
-        _ => Quality::Level(codec::DEFAULT_LEVEL),
+        _ => Quality::Default,
     };
     let options = CompressOptions {
         quality,

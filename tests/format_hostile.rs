@@ -4,28 +4,36 @@
 //! proves no large allocation happens on the way.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use vqz::entropy::{EntropyError, Prior, decode_grid};
 use vqz::format::{
     CodingMode, FileHeader, FileIndex, FormatError, Geometry, Limits, ModelId, Reader, varint,
 };
 
-/// Tracks the largest single allocation.
+/// Tracks the largest single allocation, per thread: tests run in parallel,
+/// and one test's allocations must not count against another's.
 struct Counting;
 
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn record(size: usize) {
+    // `try_with`: the slot may be gone while the thread is being torn down.
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        record(layout.size());
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        record(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -35,9 +43,9 @@ static ALLOCATOR: Counting = Counting;
 
 /// Runs `f` and asserts that it allocated no block over 256 KiB.
 fn small_allocations<T>(f: impl FnOnce() -> T) -> T {
-    LARGEST.store(0, Ordering::Relaxed);
+    LARGEST.with(|l| l.set(0));
     let out = f();
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = LARGEST.with(Cell::get);
     assert!(
         largest <= 256 * 1024,
         "allocated a block of {largest} bytes"

@@ -12,7 +12,7 @@ use crate::model::{GRID_STRIDE, squared_distances};
 use super::pixels::{
     Planes, image_from_planes, output_to_plane, padded, plane_to_input, planes_of, psnr_db,
 };
-use super::{CodecError, Model, Quality};
+use super::{CodecError, DEFAULT_LEVEL, Model, Quality};
 
 /// Planes sent through the network in one batch.
 const BATCH_PLANES: usize = 256;
@@ -245,6 +245,10 @@ pub(crate) fn encode_images(
         .iter()
         .map(planes_of)
         .collect::<Result<Vec<_>, _>>()?;
+    let quality = match quality {
+        Quality::Default => Quality::Level(DEFAULT_LEVEL.min(max)),
+        q => q,
+    };
     let stages = match quality {
         Quality::Level(l) => {
             if l == 0 || l > max {
@@ -258,7 +262,7 @@ pub(crate) fn encode_images(
     };
     let grids = encode_grids(model, &planes, stages)?;
     match quality {
-        Quality::Level(_) => grids
+        Quality::Level(_) | Quality::Default => grids
             .par_iter()
             .zip(&planes)
             .map(|(g, p)| entropy_code(model, p.geometry, g))

@@ -29,12 +29,18 @@ use crate::entropy::EntropyError;
 use crate::format::FormatError;
 use crate::model::ModelError;
 
-/// The quality level used when none is asked for.
-pub const DEFAULT_LEVEL: u8 = 1;
+/// The quality level used when none is asked for (or the model's highest
+/// level, if it has fewer). Level 3 of the shipped model is the first at
+/// which a digit's strokes come back clean (28 dB on the MNIST test set);
+/// levels 1 and 2 are visibly blurred, and higher levels cost twice the
+/// bytes for under 1 dB more.
+pub const DEFAULT_LEVEL: u8 = 3;
 
 /// How much quality to spend bytes on, per image.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Quality {
+    /// [`DEFAULT_LEVEL`], or the model's highest level if it has fewer.
+    Default,
     /// A fixed level: the number of residual stages coded (1 = smallest).
     Level(u8),
     /// The smallest level whose reconstruction reaches this PSNR in dB
@@ -56,7 +62,7 @@ pub struct CompressOptions {
 impl Default for CompressOptions {
     fn default() -> Self {
         Self {
-            quality: Quality::Level(DEFAULT_LEVEL),
+            quality: Quality::Default,
             embed_model: false,
         }
     }
