@@ -168,8 +168,7 @@ fn decode_input(path: &Path, bytes: &[u8]) -> Result<Vec<DynamicImage>> {
 fn dataset_images(ds: &Dataset) -> Result<Vec<DynamicImage>> {
     (0..ds.len())
         .map(|i| {
-            image::GrayImage::from_raw(ds.width as u32, ds.height as u32, ds.image(i).to_vec())
-                .map(DynamicImage::ImageLuma8)
+            ds.grey_image(i)
                 .ok_or_else(|| anyhow::anyhow!("bad IDX image {i}"))
         })
         .collect()

@@ -27,7 +27,7 @@ pub mod speed;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use image::{DynamicImage, GrayImage};
+use image::DynamicImage;
 
 use crate::atomic_write::write_atomic;
 use crate::codec::{CodecError, Model};
@@ -170,11 +170,7 @@ impl Images {
         let width = u32::try_from(data.width).map_err(|_| bad())?;
         let height = u32::try_from(data.height).map_err(|_| bad())?;
         let images = (0..data.len())
-            .map(|i| {
-                GrayImage::from_raw(width, height, data.image(i).to_vec())
-                    .map(DynamicImage::ImageLuma8)
-                    .ok_or_else(bad)
-            })
+            .map(|i| data.grey_image(i).ok_or_else(bad))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             width,

@@ -76,7 +76,7 @@ pub fn run(
     let images = Images::from_dataset(data)?;
     let model = load_model()?;
     let net = model.network();
-    let level = codec::DEFAULT_LEVEL.min(model.max_level());
+    let level = model.default_level();
     // The network rows quantise to as many stages as the codec rows code.
     let stages = usize::from(level);
     let (h, w) = (images.height as usize, images.width as usize);

@@ -12,7 +12,7 @@ use crate::model::{GRID_STRIDE, squared_distances};
 use super::pixels::{
     Planes, image_from_planes, output_to_plane, padded, plane_to_input, planes_of, psnr_db,
 };
-use super::{CodecError, DEFAULT_LEVEL, Model, Quality};
+use super::{CodecError, Model, Quality};
 
 /// Planes sent through the network in one batch.
 const BATCH_PLANES: usize = 256;
@@ -246,7 +246,7 @@ pub(crate) fn encode_images(
         .map(planes_of)
         .collect::<Result<Vec<_>, _>>()?;
     let quality = match quality {
-        Quality::Default => Quality::Level(DEFAULT_LEVEL.min(max)),
+        Quality::Default => Quality::Level(model.default_level()),
         q => q,
     };
     let stages = match quality {

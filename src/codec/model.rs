@@ -109,6 +109,13 @@ impl Model {
         self.net.config().stages as u8
     }
 
+    /// The level [`Quality::Default`](super::Quality::Default) codes at:
+    /// [`DEFAULT_LEVEL`](super::DEFAULT_LEVEL), or the highest level if the
+    /// model has fewer.
+    pub fn default_level(&self) -> u8 {
+        super::DEFAULT_LEVEL.min(self.max_level())
+    }
+
     /// The model file's bytes, as embedded by `--embed-model`.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes

@@ -4,6 +4,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use image::{DynamicImage, GrayImage};
+
 /// Largest dataset loaded into memory (pixels), about 1 GiB.
 pub const MAX_DATASET_PIXELS: usize = 1 << 30;
 
@@ -42,6 +44,21 @@ impl Dataset {
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.width * self.height;
         &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// Image `i` as a grey [`DynamicImage`], as the codec takes it; `None`
+    /// if there is no image `i` or the sizes do not fit one.
+    pub fn grey_image(&self, i: usize) -> Option<DynamicImage> {
+        let n = self.width.checked_mul(self.height)?;
+        let pixels = self
+            .pixels
+            .get(i.checked_mul(n)?..i.checked_add(1)?.checked_mul(n)?)?;
+        GrayImage::from_raw(
+            u32::try_from(self.width).ok()?,
+            u32::try_from(self.height).ok()?,
+            pixels.to_vec(),
+        )
+        .map(DynamicImage::ImageLuma8)
     }
 
     /// The first `n` images (all of them if there are fewer).
@@ -180,6 +197,19 @@ fn load_png_dir(dir: &Path) -> Result<Dataset, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grey_image_is_the_image_or_none() {
+        let d = Dataset {
+            width: 2,
+            height: 1,
+            pixels: vec![1, 2, 3, 4],
+        };
+        assert_eq!(d.grey_image(1).unwrap().as_bytes(), &[3, 4]);
+        assert_eq!(d.grey_image(1).unwrap().width(), 2);
+        assert!(d.grey_image(2).is_none());
+        assert!(d.grey_image(usize::MAX).is_none());
+    }
 
     #[test]
     fn idx_round_trip_and_bad_headers() {

@@ -5,8 +5,6 @@
 
 use candle_core::{Device, Tensor};
 
-use image::{DynamicImage, GrayImage};
-
 use crate::codec::{self, Model};
 use crate::entropy::{IndexGrid, Prior, PriorBuilder, cross_entropy_bits};
 use crate::model::VqVae;
@@ -95,13 +93,8 @@ pub fn encode_dataset_with_codec(
         let images = chunk
             .iter()
             .map(|&i| {
-                GrayImage::from_raw(
-                    data.width as u32,
-                    data.height as u32,
-                    data.image(i).to_vec(),
-                )
-                .map(DynamicImage::ImageLuma8)
-                .ok_or_else(|| TrainError::BadData(format!("image {i} has the wrong size")))
+                data.grey_image(i)
+                    .ok_or_else(|| TrainError::BadData(format!("image {i} has the wrong size")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         grids.extend(codec::encode_indices(model, &images, model.max_level())?);

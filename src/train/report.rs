@@ -2,7 +2,7 @@
 //! quality through the real codec, codebook usage, and bits per image under
 //! the uniform, unigram and context priors. `vqz evaluate` prints this.
 
-use image::{DynamicImage, GrayImage};
+use image::DynamicImage;
 
 use crate::codec::{self, CodecError, CompressOptions, Decoder, Encoder, Model, Quality};
 use crate::entropy::{IndexGrid, cross_entropy_bits};
@@ -58,13 +58,8 @@ fn stage_usage(grids: &[IndexGrid], stage: usize, k: usize) -> (usize, f64) {
 pub fn evaluate_model(model: &Model, data: &Dataset) -> Result<Vec<LevelReport>, CodecError> {
     let images: Vec<DynamicImage> = (0..data.len())
         .map(|i| {
-            GrayImage::from_raw(
-                data.width as u32,
-                data.height as u32,
-                data.image(i).to_vec(),
-            )
-            .map(DynamicImage::ImageLuma8)
-            .ok_or_else(|| CodecError::Internal("bad dataset image".into()))
+            data.grey_image(i)
+                .ok_or_else(|| CodecError::Internal("bad dataset image".into()))
         })
         .collect::<Result<_, _>>()?;
     let n = images.len().max(1) as f64;
