@@ -10,7 +10,7 @@ use vqz::atomic_write::write_atomic;
 use vqz::codec::Model;
 use vqz::model::{ModelConfig, ModelFile};
 use vqz::train::prior::{
-    PriorOptions, PriorReport, encode_dataset, encode_dataset_with_codec, fit_prior, prior_report,
+    PriorOptions, PriorReport, encode_dataset, fit_and_report, refit_prior_to_codec,
 };
 use vqz::train::{
     Checkpoint, Dataset, EpochReport, StepReport, TrainObserver, TrainOptions, Trainer,
@@ -231,8 +231,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         min_count: a.prior_min_count,
         smoothing: a.prior_smoothing,
     };
-    let prior = fit_prior(&num_symbols, &train_grids, options)?;
-    let report = prior_report(&num_symbols, &train_grids, &prior, &val_grids)?;
+    let (prior, report) = fit_and_report(&num_symbols, &train_grids, &val_grids, options)?;
     eprintln!(
         "fitted the context prior on {} images in {:.0} s; validation bits per image by level ({} images):",
         train_grids.len(),
@@ -251,10 +250,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     for round in 1..=a.prior_rounds {
         let start = Instant::now();
         let model = Model::from_bytes(file.to_bytes()?.into())?;
-        let train_grids = encode_dataset_with_codec(&model, &data, &train_ids)?;
-        let val_grids = encode_dataset_with_codec(&model, &data, &val_ids)?;
-        let prior = fit_prior(&num_symbols, &train_grids, options)?;
-        let report = prior_report(&num_symbols, &train_grids, &prior, &val_grids)?;
+        let (prior, report) = refit_prior_to_codec(&model, &data, &train_ids, &val_ids, options)?;
         eprintln!(
             "round {round}: re-fitted the prior to the codec's choices in {:.0} s; validation bits per image by level:",
             start.elapsed().as_secs_f64()

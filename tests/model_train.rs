@@ -6,8 +6,12 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use vqz::codec::Model;
+use vqz::entropy::cross_entropy_bits;
 use vqz::model::{ModelConfig, ModelError, ModelFile, ParamStore, VqVae, codebook_name};
-use vqz::train::prior::{PriorOptions, encode_dataset, fit_prior};
+use vqz::train::prior::{
+    PriorOptions, encode_dataset, encode_dataset_with_codec, fit_prior, refit_prior_to_codec,
+};
 use vqz::train::{Checkpoint, Dataset, EpochReport, TrainObserver, TrainOptions, Trainer};
 
 fn tiny() -> ModelConfig {
@@ -196,4 +200,35 @@ fn broken_model_files_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(s.contains("safetensors"), "{s}");
+}
+
+#[test]
+fn the_prior_refits_to_the_codecs_own_choices() {
+    let params = ParamStore::init(&tiny(), 3).unwrap();
+    let data = digits(64);
+    let ids: Vec<usize> = (0..64).collect();
+    let net = VqVae::new(tiny(), &params).unwrap();
+    let grids = encode_dataset(&net, &data, &ids, None).unwrap();
+    let prior = fit_prior(&[16, 16], &grids, PriorOptions::default()).unwrap();
+    // A rate weight on stage 1, so the codec trades distance for code
+    // length and its indices differ from the nearest codes the prior saw.
+    let mut file = model_file(params, Some(prior.to_bytes()));
+    file.rate_weights = vec![0.05, 0.0];
+    let model = Model::from_bytes(file.to_bytes().unwrap().into()).unwrap();
+    let chosen = encode_dataset_with_codec(&model, &data, &ids).unwrap();
+    assert_eq!(chosen.len(), 64);
+    assert_ne!(chosen, grids, "the rate term changed no index");
+    let (refit, report) =
+        refit_prior_to_codec(&model, &data, &ids, &ids, PriorOptions::default()).unwrap();
+    // Fitted to exactly these grids, the new prior codes them in fewer bits.
+    let bits = |p: &vqz::entropy::Prior| -> f64 {
+        chosen.iter().map(|g| cross_entropy_bits(p, g)).sum::<f64>() / 64.0
+    };
+    assert!(
+        bits(&refit) < bits(&prior),
+        "{} vs {}",
+        bits(&refit),
+        bits(&prior)
+    );
+    assert!((report.context_bits[1] - bits(&refit)).abs() < 1e-6);
 }

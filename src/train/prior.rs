@@ -102,6 +102,37 @@ pub fn encode_dataset_with_codec(
     Ok(grids)
 }
 
+/// Fits the context prior to `train` and measures it on `validation`.
+pub fn fit_and_report(
+    num_symbols: &[u16],
+    train: &[IndexGrid],
+    validation: &[IndexGrid],
+    options: PriorOptions,
+) -> Result<(Prior, PriorReport), TrainError> {
+    let prior = fit_prior(num_symbols, train, options)?;
+    let report = prior_report(num_symbols, train, &prior, validation)?;
+    Ok((prior, report))
+}
+
+/// One round of re-fitting `model`'s prior to the indices its own codec
+/// picks (see [`encode_dataset_with_codec`]) for images `train` of `data`,
+/// measured on images `validation`.
+pub fn refit_prior_to_codec(
+    model: &Model,
+    data: &Dataset,
+    train: &[usize],
+    validation: &[usize],
+    options: PriorOptions,
+) -> Result<(Prior, PriorReport), TrainError> {
+    let num_symbols = vec![model.config().codebook_size as u16; model.config().stages];
+    fit_and_report(
+        &num_symbols,
+        &encode_dataset_with_codec(model, data, train)?,
+        &encode_dataset_with_codec(model, data, validation)?,
+        options,
+    )
+}
+
 fn builder_for(
     num_symbols: &[u16],
     grids: &[IndexGrid],
