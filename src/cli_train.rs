@@ -68,6 +68,13 @@ pub struct TrainArgs {
     /// without a value (or with 0) pick the nearest code.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     target_entropy: Vec<f64>,
+    /// Weight of the commitment loss (beta).
+    #[arg(long, default_value_t = 0.25)]
+    commitment: f64,
+    /// Average the reconstruction error over images plainly, instead of
+    /// weighting each quality level equally.
+    #[arg(long)]
+    no_level_balance: bool,
     /// Stop re-seeding unused codes after this fraction of training.
     #[arg(long, default_value_t = 0.6)]
     restart_until: f64,
@@ -163,6 +170,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     {
         bail!("--target-entropy {t}: expected bits per index, 0 or more");
     }
+    if !(a.commitment.is_finite() && a.commitment >= 0.0) {
+        bail!(
+            "--commitment {}: expected a weight, 0 or more",
+            a.commitment
+        );
+    }
     let mut data = Dataset::load(&a.data)?;
     if let Some(n) = a.limit {
         data.truncate(n);
@@ -177,6 +190,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         restart_every: a.restart_every,
         restart_until: a.restart_until,
         target_entropy: a.target_entropy.clone(),
+        commitment_weight: a.commitment,
+        balance_levels: !a.no_level_balance,
         ..TrainOptions::default()
     };
     let checkpoint_path = a.checkpoint.clone().unwrap_or_else(|| {

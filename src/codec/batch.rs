@@ -231,6 +231,32 @@ fn entropy_code(
     })
 }
 
+/// A [`Quality`] checked against a model: a fixed level is one the model
+/// has, and the default is resolved to its level.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    Level(u8),
+    MaxBytes(usize),
+    TargetPsnr(f64),
+}
+
+impl Plan {
+    fn resolve(quality: Quality, model: &Model) -> Result<Self, CodecError> {
+        let max = model.max_level();
+        Ok(match quality {
+            Quality::Default => Plan::Level(model.default_level()),
+            Quality::Level(l) if l == 0 || l > max => {
+                return Err(CodecError::BadOption(format!(
+                    "quality level {l} does not exist; this model has levels 1 to {max}"
+                )));
+            }
+            Quality::Level(l) => Plan::Level(l),
+            Quality::MaxBytes(n) => Plan::MaxBytes(n),
+            Quality::TargetPsnr(db) => Plan::TargetPsnr(db),
+        })
+    }
+}
+
 /// Encodes images (8-bit grey, RGB or RGBA) at the requested quality.
 /// `standalone_overhead` is the bytes a one-frame file adds around a
 /// payload of a given length, for [`Quality::MaxBytes`].
@@ -245,29 +271,19 @@ pub(crate) fn encode_images(
         .iter()
         .map(planes_of)
         .collect::<Result<Vec<_>, _>>()?;
-    let quality = match quality {
-        Quality::Default => Quality::Level(model.default_level()),
-        q => q,
-    };
-    let stages = match quality {
-        Quality::Level(l) => {
-            if l == 0 || l > max {
-                return Err(CodecError::BadOption(format!(
-                    "quality level {l} does not exist; this model has levels 1 to {max}"
-                )));
-            }
-            l
-        }
-        _ => max,
+    let plan = Plan::resolve(quality, model)?;
+    let stages = match plan {
+        Plan::Level(l) => l,
+        Plan::MaxBytes(_) | Plan::TargetPsnr(_) => max,
     };
     let grids = encode_grids(model, &planes, stages)?;
-    match quality {
-        Quality::Level(_) | Quality::Default => grids
+    match plan {
+        Plan::Level(_) => grids
             .par_iter()
             .zip(&planes)
             .map(|(g, p)| entropy_code(model, p.geometry, g))
             .collect(),
-        Quality::MaxBytes(budget) => grids
+        Plan::MaxBytes(budget) => grids
             .par_iter()
             .zip(&planes)
             .map(|(g, p)| {
@@ -282,7 +298,7 @@ pub(crate) fn encode_images(
                 Ok(best)
             })
             .collect(),
-        Quality::TargetPsnr(target) => {
+        Plan::TargetPsnr(target) => {
             // Decode every level of every image, keep the smallest level
             // whose reconstruction reaches the target (the highest if none).
             let mut chosen = vec![max; images.len()];

@@ -55,6 +55,11 @@ pub struct TrainOptions {
     /// approaches `target_entropy[s]` bits per index: fewer codes in use cost
     /// fewer bits. A stage without a target (or with 0) picks the nearest code.
     pub target_entropy: Vec<f64>,
+    /// Weight each image's reconstruction error by the inverse of its
+    /// level's running mean error, so that every quality level counts
+    /// equally (the loss then follows the mean PSNR over levels). Without
+    /// it the coarse levels' errors, ten times larger, steer training.
+    pub balance_levels: bool,
 }
 
 impl Default for TrainOptions {
@@ -72,6 +77,7 @@ impl Default for TrainOptions {
             restart_every: 200,
             restart_until: 0.6,
             target_entropy: Vec::new(),
+            balance_levels: true,
         }
     }
 }
@@ -180,6 +186,9 @@ pub struct Trainer {
     total_steps: u64,
     /// Per stage, the steered weight `w_s` of the rate term.
     rate_weight: Vec<f64>,
+    /// Per quality level, a running mean of the reconstruction error of the
+    /// training images decoded at that level (0 until first seen).
+    level_mse: Vec<f64>,
     epochs_done: usize,
     codebooks_initialised: bool,
 }
@@ -250,6 +259,7 @@ impl Trainer {
             distortion: vec![0.0; config.stages],
             total_steps: 0,
             rate_weight: vec![0.0; config.stages],
+            level_mse: vec![0.0; config.stages],
             config,
             options,
             params,
@@ -292,6 +302,12 @@ impl Trainer {
             if v.len() == 2 * stages {
                 t.distortion = v[..stages].to_vec();
                 t.rate_weight = v[stages..].to_vec();
+            }
+        }
+        if let Some(m) = state.remove("train.level_mse") {
+            let v: Vec<f64> = m.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
+            if v.len() == t.level_mse.len() {
+                t.level_mse = v;
             }
         }
         for s in 0..t.frequency.len() {
@@ -400,6 +416,10 @@ impl Trainer {
         if let Ok(t) = Tensor::new(d, &Device::Cpu) {
             state.insert("rate.distortion".to_string(), t);
         }
+        let m: Vec<f32> = self.level_mse.iter().map(|&x| x as f32).collect();
+        if let Ok(t) = Tensor::new(m, &Device::Cpu) {
+            state.insert("train.level_mse".to_string(), t);
+        }
         for (s, f) in self.frequency.iter().enumerate() {
             let v: Vec<f32> = f.iter().map(|&x| x as f32).collect();
             if let Ok(t) = Tensor::new(v, &Device::Cpu) {
@@ -490,7 +510,16 @@ impl Trainer {
         // encoder receives the decoder's gradient unchanged.
         let st = (&zf + (zq - &zf)?.detach())?;
         let recon = self.model.decode_latents(&st.reshape((b, gh, gw, d))?)?;
-        let mse = (recon - x)?.sqr()?.mean_all()?;
+        let image_err = (recon - x)?.sqr()?.flatten_from(1)?.mean(1)?;
+        let mse = image_err.mean_all()?;
+        let weights = self.level_weights(&levels);
+        let weighted = match &weights {
+            Some(w) => image_err
+                .mul(&Tensor::from_vec(w.clone(), b, &Device::Cpu)?)?
+                .mean_all()?,
+            None => mse.clone(),
+        };
+        self.track_level_mse(&levels, &image_err.to_vec1::<f32>()?);
         let mut codebook_loss = Tensor::zeros((), DType::F32, &Device::Cpu)?;
         let mut commitment = Tensor::zeros((), DType::F32, &Device::Cpu)?;
         for s in 0..cfg.stages {
@@ -511,7 +540,8 @@ impl Trainer {
                 codebook_loss = (codebook_loss + (v - r.detach())?.sqr()?.mean_all()?)?;
             }
         }
-        let loss = ((&mse + &codebook_loss)? + (&commitment * self.options.commitment_weight)?)?;
+        let loss =
+            ((&weighted + &codebook_loss)? + (&commitment * self.options.commitment_weight)?)?;
         let grads = loss.backward()?;
         let lr = self.learning_rate(self.adam.step, total_steps);
         self.adam.apply(&grads, lr)?;
@@ -552,6 +582,46 @@ impl Trainer {
             commitment.to_scalar::<f32>()?,
             restarted,
         ))
+    }
+
+    /// Per image of the batch, the weight of its reconstruction error under
+    /// [`TrainOptions::balance_levels`]: the mean of the levels' running
+    /// errors over its own level's, so the weighted loss keeps the scale of
+    /// the plain one. `None` when balancing is off or a level is not yet seen.
+    fn level_weights(&self, levels: &[usize]) -> Option<Vec<f32>> {
+        if !self.options.balance_levels || self.level_mse.iter().any(|&m| m <= 0.0) {
+            return None;
+        }
+        let mean = self.level_mse.iter().sum::<f64>() / self.level_mse.len() as f64;
+        Some(
+            levels
+                .iter()
+                .map(|&l| (mean / self.level_mse[l - 1]) as f32)
+                .collect(),
+        )
+    }
+
+    /// Updates the running error of each level from this batch's images.
+    fn track_level_mse(&mut self, levels: &[usize], per_image: &[f32]) {
+        let stages = self.level_mse.len();
+        let mut sum = vec![0.0f64; stages];
+        let mut count = vec![0usize; stages];
+        for (&l, &e) in levels.iter().zip(per_image) {
+            sum[l - 1] += f64::from(e);
+            count[l - 1] += 1;
+        }
+        for l in 0..stages {
+            if count[l] == 0 {
+                continue;
+            }
+            let batch = sum[l] / count[l] as f64;
+            let old = self.level_mse[l];
+            self.level_mse[l] = f32_exact(if old <= 0.0 {
+                batch
+            } else {
+                0.98 * old + 0.02 * batch
+            });
+        }
     }
 
     fn ema_update(&mut self, s: usize, idx: &Tensor, r: &Tensor) -> Result<(), TrainError> {
@@ -743,4 +813,55 @@ pub fn evaluate(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trainer(balance_levels: bool) -> Trainer {
+        let config = ModelConfig {
+            codebook_size: 8,
+            latent_dim: 2,
+            stages: 2,
+            channels_low: 4,
+            channels_high: 4,
+        };
+        let options = TrainOptions {
+            balance_levels,
+            ..TrainOptions::default()
+        };
+        Trainer::new(config, options).unwrap()
+    }
+
+    #[test]
+    fn level_weights_give_every_level_the_same_share_of_the_loss() {
+        let mut t = trainer(true);
+        // No weights until every level has been seen.
+        t.track_level_mse(&[1, 1], &[0.02, 0.0]);
+        assert_eq!(t.level_mse, vec![f32_exact(0.01), 0.0]);
+        assert!(t.level_weights(&[1, 2]).is_none());
+        t.track_level_mse(&[2], &[0.001]);
+        let w = t.level_weights(&[1, 2, 2]).unwrap();
+        let (m1, m2) = (t.level_mse[0], t.level_mse[1]);
+        let mean = (m1 + m2) / 2.0;
+        assert!((f64::from(w[0]) - mean / m1).abs() < 1e-6);
+        assert!((f64::from(w[1]) - mean / m2).abs() < 1e-5);
+        assert_eq!(w[1], w[2]);
+        // Each level's weighted error is the same, and on average the
+        // weighted loss keeps the plain loss's scale.
+        let shares = [f64::from(w[0]) * m1, f64::from(w[1]) * m2];
+        assert!((shares[0] - shares[1]).abs() < 1e-8);
+        assert!((shares[0] - mean).abs() < 1e-8);
+        // Later batches move the running error by 2%.
+        t.track_level_mse(&[1], &[0.03]);
+        assert!((t.level_mse[0] - (0.98 * m1 + 0.02 * 0.03)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn without_balancing_images_weigh_the_same() {
+        let mut t = trainer(false);
+        t.track_level_mse(&[1, 2], &[0.01, 0.001]);
+        assert!(t.level_weights(&[1, 2]).is_none());
+    }
 }
