@@ -31,9 +31,9 @@ use crate::model::ModelError;
 
 /// The quality level used when none is asked for (or the model's highest
 /// level, if it has fewer). Level 3 of the shipped model is the first at
-/// which a digit's strokes come back clean (28 dB on the MNIST test set);
-/// levels 1 and 2 are visibly blurred, and higher levels cost twice the
-/// bytes for under 1 dB more.
+/// which a digit's strokes come back clean (30.2 dB, 58 bytes a file on the
+/// MNIST test set); level 1 is blurred and level 2 softened, and level 4 costs
+/// 1.8 times the bytes.
 pub const DEFAULT_LEVEL: u8 = 3;
 
 /// How much quality to spend bytes on, per image.
