@@ -220,6 +220,29 @@ fn f32_exact(x: f64) -> f64 {
     f64::from(x as f32)
 }
 
+/// Stores running statistics in a checkpoint's state as f32 (what
+/// [`f32_exact`] rounds them to).
+fn put_f64s(state: &mut BTreeMap<String, Tensor>, key: &str, values: &[f64]) {
+    let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+    if let Ok(t) = Tensor::new(v, &Device::Cpu) {
+        state.insert(key.to_string(), t);
+    }
+}
+
+/// Takes running statistics stored by [`put_f64s`]; `None` when the
+/// checkpoint lacks them or holds another count (a different run's shape).
+fn take_f64s(
+    state: &mut BTreeMap<String, Tensor>,
+    key: &str,
+    len: usize,
+) -> Result<Option<Vec<f64>>, TrainError> {
+    let Some(t) = state.remove(key) else {
+        return Ok(None);
+    };
+    let v = t.to_vec1::<f32>()?;
+    Ok((v.len() == len).then(|| v.into_iter().map(f64::from).collect()))
+}
+
 const RNG_SHUFFLE: u64 = 1;
 const RNG_DROPOUT: u64 = 2;
 const RNG_RESTART: u64 = 3;
@@ -296,26 +319,18 @@ impl Trainer {
                 t.ema[s] = (c, m);
             }
         }
-        if let Some(d) = state.remove("rate.distortion") {
-            let v: Vec<f64> = d.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
-            let stages = t.distortion.len();
-            if v.len() == 2 * stages {
-                t.distortion = v[..stages].to_vec();
-                t.rate_weight = v[stages..].to_vec();
-            }
+        let stages = t.distortion.len();
+        if let Some(v) = take_f64s(&mut state, "rate.distortion", 2 * stages)? {
+            t.distortion = v[..stages].to_vec();
+            t.rate_weight = v[stages..].to_vec();
         }
-        if let Some(m) = state.remove("train.level_mse") {
-            let v: Vec<f64> = m.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
-            if v.len() == t.level_mse.len() {
-                t.level_mse = v;
-            }
+        if let Some(v) = take_f64s(&mut state, "train.level_mse", stages)? {
+            t.level_mse = v;
         }
         for s in 0..t.frequency.len() {
-            if let Some(f) = state.remove(&format!("rate.frequency.{s}")) {
-                let v = f.to_vec1::<f32>()?;
-                if v.len() == t.frequency[s].len() {
-                    t.frequency[s] = v.into_iter().map(f64::from).collect();
-                }
+            let key = format!("rate.frequency.{s}");
+            if let Some(v) = take_f64s(&mut state, &key, t.frequency[s].len())? {
+                t.frequency[s] = v;
             }
         }
         t.epochs_done = checkpoint.epochs_done;
@@ -411,20 +426,16 @@ impl Trainer {
             state.insert(format!("ema.count.{s}"), c.clone());
             state.insert(format!("ema.sum.{s}"), m.clone());
         }
-        let mut d: Vec<f32> = self.distortion.iter().map(|&x| x as f32).collect();
-        d.extend(self.rate_weight.iter().map(|&w| w as f32));
-        if let Ok(t) = Tensor::new(d, &Device::Cpu) {
-            state.insert("rate.distortion".to_string(), t);
-        }
-        let m: Vec<f32> = self.level_mse.iter().map(|&x| x as f32).collect();
-        if let Ok(t) = Tensor::new(m, &Device::Cpu) {
-            state.insert("train.level_mse".to_string(), t);
-        }
+        let rate: Vec<f64> = self
+            .distortion
+            .iter()
+            .chain(&self.rate_weight)
+            .copied()
+            .collect();
+        put_f64s(&mut state, "rate.distortion", &rate);
+        put_f64s(&mut state, "train.level_mse", &self.level_mse);
         for (s, f) in self.frequency.iter().enumerate() {
-            let v: Vec<f32> = f.iter().map(|&x| x as f32).collect();
-            if let Ok(t) = Tensor::new(v, &Device::Cpu) {
-                state.insert(format!("rate.frequency.{s}"), t);
-            }
+            put_f64s(&mut state, &format!("rate.frequency.{s}"), f);
         }
         Checkpoint {
             config: self.config,
@@ -512,10 +523,9 @@ impl Trainer {
         let recon = self.model.decode_latents(&st.reshape((b, gh, gw, d))?)?;
         let image_err = (recon - x)?.sqr()?.flatten_from(1)?.mean(1)?;
         let mse = image_err.mean_all()?;
-        let weights = self.level_weights(&levels);
-        let weighted = match &weights {
+        let weighted = match self.level_weights(&levels) {
             Some(w) => image_err
-                .mul(&Tensor::from_vec(w.clone(), b, &Device::Cpu)?)?
+                .mul(&Tensor::from_vec(w, b, &Device::Cpu)?)?
                 .mean_all()?,
             None => mse.clone(),
         };
