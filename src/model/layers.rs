@@ -68,10 +68,38 @@ impl Conv {
         };
         let k = self.kernel * self.kernel * c;
         let wmat = self.weight.reshape((k, self.out_channels))?;
-        cols.matmul(&wmat)?
+        batch_invariant_matmul(&cols, &wmat)?
             .broadcast_add(&self.bias)?
             .reshape((b, h, w, self.out_channels))
     }
+}
+
+/// Products with at most this many rows are padded to one row more.
+const SMALL_PRODUCT_ROWS: usize = 64;
+
+/// `rows x k` times `k x n`, with every row's result independent of how
+/// many other rows (images) share the product.
+///
+/// The CPU matrix product picks its blocking along `k` by problem size: for
+/// outputs of at most 64x64 it sums `k` in blocks of 512, above that in
+/// blocks sized to the cache (288 + 288 for `k = 576`, a 3x3 convolution
+/// over 64 channels). Floating-point sums in a different order differ in
+/// the last bits, so one 7x7 latent grid (49 rows) alone would come out a
+/// little different from the same grid inside a batch: a pixel could round
+/// the other way, or a near tie in the codebook search could flip, and a
+/// digit would code differently alone than in a stream. Padding small
+/// products past 64 rows keeps every image on the same path.
+fn batch_invariant_matmul(cols: &Tensor, wmat: &Tensor) -> Result<Tensor> {
+    let rows = cols.dim(0)?;
+    if rows > SMALL_PRODUCT_ROWS {
+        return cols.matmul(wmat);
+    }
+    let pad = Tensor::zeros(
+        (SMALL_PRODUCT_ROWS + 1 - rows, cols.dim(1)?),
+        cols.dtype(),
+        cols.device(),
+    )?;
+    Tensor::cat(&[cols, &pad], 0)?.matmul(wmat)?.narrow(0, 0, rows)
 }
 
 /// 3x3 im2col of a contiguous f32 `(b, h, w, c)` tensor into
@@ -225,6 +253,32 @@ mod tests {
         let back = depth_to_space(&y)?;
         let diff = (back - &x)?.abs()?.sum_all()?.to_scalar::<f32>()?;
         assert_eq!(diff, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn convolution_of_an_image_does_not_depend_on_its_batch() -> Result<()> {
+        // A 3x3 convolution over 64 channels (k = 576) on 7x7 grids: alone,
+        // an image is a 49-row product; in a batch of 20, 980 rows. The
+        // results must agree to the bit.
+        let dev = Device::Cpu;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (3, 3, 64, 64), &dev)?)?;
+        let bias = Var::from_tensor(&Tensor::randn(0f32, 0.1, 64, &dev)?)?;
+        let conv = Conv::new(w, bias)?;
+        let x = Tensor::randn(0f32, 1.0, (20, 7, 7, 64), &dev)?;
+        let batch = conv.forward(&x)?;
+        for i in [0, 7, 19] {
+            let alone = conv.forward(&x.narrow(0, i, 1)?)?;
+            let in_batch = batch.narrow(0, i, 1)?;
+            let alone = alone.flatten_all()?.to_vec1::<f32>()?;
+            let in_batch = in_batch.flatten_all()?.to_vec1::<f32>()?;
+            let differing = alone
+                .iter()
+                .zip(&in_batch)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(differing, 0, "image {i}: {differing} outputs differ");
+        }
         Ok(())
     }
 
