@@ -74,8 +74,11 @@ impl Conv {
     }
 }
 
-/// Products with at most this many rows are padded to one row more.
-const SMALL_PRODUCT_ROWS: usize = 64;
+/// The CPU matrix product's small-problem limits: products with at most
+/// this many rows and columns of output sum `k` in blocks of at most
+/// [`SMALL_PRODUCT_K_BLOCK`]; larger ones in blocks sized to the cache.
+const SMALL_PRODUCT_SIDE: usize = 64;
+const SMALL_PRODUCT_K_BLOCK: usize = 512;
 
 /// `rows x k` times `k x n`, with every row's result independent of how
 /// many other rows (images) share the product.
@@ -83,23 +86,27 @@ const SMALL_PRODUCT_ROWS: usize = 64;
 /// The CPU matrix product picks its blocking along `k` by problem size: for
 /// outputs of at most 64x64 it sums `k` in blocks of 512, above that in
 /// blocks sized to the cache (288 + 288 for `k = 576`, a 3x3 convolution
-/// over 64 channels). Floating-point sums in a different order differ in
-/// the last bits, so one 7x7 latent grid (49 rows) alone would come out a
-/// little different from the same grid inside a batch: a pixel could round
-/// the other way, or a near tie in the codebook search could flip, and a
-/// digit would code differently alone than in a stream. Padding small
-/// products past 64 rows keeps every image on the same path.
+/// over 64 channels, on common caches). Floating-point sums in a different
+/// order differ in the last bits, so one 7x7 latent grid (49 rows) alone
+/// would come out a little different from the same grid inside a batch: a
+/// pixel could round the other way, or a near tie in the codebook search
+/// could flip, and a digit would code differently alone than in a stream.
+/// Where that can happen (`k` above one small block, few columns), small
+/// products are padded past 64 rows so every image takes the same path.
 fn batch_invariant_matmul(cols: &Tensor, wmat: &Tensor) -> Result<Tensor> {
-    let rows = cols.dim(0)?;
-    if rows > SMALL_PRODUCT_ROWS {
+    let (rows, k) = cols.dims2()?;
+    let n = wmat.dim(1)?;
+    if rows > SMALL_PRODUCT_SIDE || n > SMALL_PRODUCT_SIDE || k <= SMALL_PRODUCT_K_BLOCK {
         return cols.matmul(wmat);
     }
     let pad = Tensor::zeros(
-        (SMALL_PRODUCT_ROWS + 1 - rows, cols.dim(1)?),
+        (SMALL_PRODUCT_SIDE + 1 - rows, k),
         cols.dtype(),
         cols.device(),
     )?;
-    Tensor::cat(&[cols, &pad], 0)?.matmul(wmat)?.narrow(0, 0, rows)
+    Tensor::cat(&[cols, &pad], 0)?
+        .matmul(wmat)?
+        .narrow(0, 0, rows)
 }
 
 /// 3x3 im2col of a contiguous f32 `(b, h, w, c)` tensor into
