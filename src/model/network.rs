@@ -50,6 +50,15 @@ impl VqVae {
         })
     }
 
+    /// The network for training: its convolutions sum in the fastest order
+    /// for each batch instead of one fixed by their shapes, so an image's
+    /// result may differ in the last bits with the batch it is in. The codec
+    /// never uses this; see [`Conv::with_free_order`].
+    pub fn for_training(mut self) -> Self {
+        self.convs = self.convs.into_iter().map(Conv::with_free_order).collect();
+        self
+    }
+
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }

@@ -259,7 +259,7 @@ impl Trainer {
         options: TrainOptions,
         params: ParamStore,
     ) -> Result<Self, TrainError> {
-        let model = VqVae::new(config, &params)?;
+        let model = VqVae::new(config, &params)?.for_training();
         let vars = if options.ema {
             params.network_vars()
         } else {
