@@ -382,7 +382,14 @@ impl Trainer {
     }
 
     /// Steers stage `s`'s rate weight toward its target entropy, once 10%
-    /// of the run has given the codebooks time to settle.
+    /// of the run has given the codebooks time to settle and dead-code
+    /// restarts have ended.
+    ///
+    /// While restarts run, every check re-seeds the unused codes with an
+    /// average frequency, so the running entropy reads high whatever the
+    /// weight is; steering then would grow the weight for as long as
+    /// restarts last (by 0.3% a step, 30,000-fold over a fifth of a run),
+    /// and the stage would collapse to a code or two the moment they stop.
     ///
     /// The weight is in absolute units: scaling it by the stage's
     /// distortion, which itself grows as the weight does, feeds back and
@@ -390,7 +397,7 @@ impl Trainer {
     /// step, as the entropy it reacts to is a running average that lags.
     fn steer_rate_weight(&mut self, s: usize) {
         let target = self.options.target_entropy.get(s).copied().unwrap_or(0.0);
-        if target <= 0.0 || (self.adam.step as f64) < 0.1 * self.total_steps as f64 {
+        if target <= 0.0 || self.adam.step < self.steering_start() {
             return;
         }
         let (Some(f), Some(w), Some(d)) = (
@@ -412,6 +419,21 @@ impl Trainer {
         let w = if w <= 0.0 { 1e-3 * d.max(1e-6) } else { w };
         let change = (0.002 * (entropy - target)).clamp(-0.003, 0.003);
         self.rate_weight[s] = f32_exact((w * change.exp()).clamp(1e-9, 1e3));
+    }
+
+    /// The step from which rate weights are steered: after 10% of the run,
+    /// and after the last dead-code restart.
+    fn steering_start(&self) -> u64 {
+        let settle = (0.1 * self.total_steps as f64) as u64;
+        if self.options.restart_every == 0 {
+            return settle;
+        }
+        settle.max(self.restarts_end() + 1)
+    }
+
+    /// The last step at which dead codes may be restarted.
+    fn restarts_end(&self) -> u64 {
+        (self.total_steps as f64 * self.options.restart_until) as u64
     }
 
     /// Everything needed to resume.
@@ -576,10 +598,9 @@ impl Trainer {
             }
         }
         let restart_every = self.options.restart_every;
-        let restarts_end = (total_steps as f64 * self.options.restart_until) as u64;
         let mut restarted = 0;
         if restart_every > 0 && self.adam.step.is_multiple_of(restart_every) {
-            if self.adam.step <= restarts_end {
+            if self.adam.step <= self.restarts_end() {
                 restarted = self.restart_dead_codes(&q.residuals)?;
             }
             for u in &mut self.usage {
@@ -866,6 +887,56 @@ mod tests {
         // Later batches move the running error by 2%.
         t.track_level_mse(&[1], &[0.03]);
         assert!((t.level_mse[0] - (0.98 * m1 + 0.02 * 0.03)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rate_weights_hold_while_dead_codes_are_restarted() {
+        let config = ModelConfig {
+            codebook_size: 8,
+            latent_dim: 2,
+            stages: 2,
+            channels_low: 4,
+            channels_high: 4,
+        };
+        let options = TrainOptions {
+            target_entropy: vec![1.0, 0.0],
+            restart_every: 100,
+            restart_until: 0.3,
+            ..TrainOptions::default()
+        };
+        let mut t = Trainer::new(config, options.clone()).unwrap();
+        t.total_steps = 1000;
+        // Every code equally frequent: 3 bits, above the 1-bit target.
+        t.distortion = vec![0.5, 0.5];
+        let steered = |t: &mut Trainer, step: u64| {
+            t.adam.step = step;
+            t.steer_rate_weight(0);
+            t.steer_rate_weight(1);
+            t.rate_weight.clone()
+        };
+        // Past the first 10% but restarts still run (to step 300): held.
+        assert_eq!(steered(&mut t, 150), vec![0.0, 0.0]);
+        assert_eq!(steered(&mut t, 300), vec![0.0, 0.0]);
+        // After the last restart the weight starts and grows with the
+        // excess entropy; the stage without a target stays at 0.
+        let w1 = steered(&mut t, 301);
+        assert!(w1[0] > 0.0 && w1[1] == 0.0, "{w1:?}");
+        let w2 = steered(&mut t, 302);
+        assert!(w2[0] > w1[0], "{w2:?}");
+
+        // Without restarts, steering starts after 10% of the run.
+        let mut t = Trainer::new(
+            config,
+            TrainOptions {
+                restart_every: 0,
+                ..options
+            },
+        )
+        .unwrap();
+        t.total_steps = 1000;
+        t.distortion = vec![0.5, 0.5];
+        assert_eq!(steered(&mut t, 99), vec![0.0, 0.0]);
+        assert!(steered(&mut t, 100)[0] > 0.0);
     }
 
     #[test]
