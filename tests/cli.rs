@@ -154,6 +154,26 @@ fn an_idx_file_round_trips_through_one_stream() {
 }
 
 #[test]
+fn train_refuses_options_that_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = testdata("train-512-images-idx3-ubyte");
+    let data = data.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--data", data, "--out", "m.safetensors"];
+        args.extend_from_slice(extra);
+        vqz(&args, d)
+    };
+    assert_fails(&train(&["--restart-until", "1.5"]), "--restart-until 1.5");
+    assert_fails(
+        &train(&["--target-entropy", "1.5", "--restart-until", "0.9"]),
+        "steered only after dead-code restarts end",
+    );
+    assert_fails(&train(&["--commitment=-1"]), "--commitment -1");
+    assert!(!d.join("m.safetensors").exists());
+}
+
+#[test]
 fn info_reads_a_version_1_file() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = testdata("golden/digits-v1.vqz");

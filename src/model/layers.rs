@@ -97,7 +97,7 @@ const K_BLOCK: usize = 512;
 
 /// `rows x k` times `k x n`, each output summed in an order that depends
 /// only on `k`: not on how many rows (images) share the product, nor on
-/// the machine's cache sizes.
+/// the machine's cache sizes (for `n >= 2`; see the end).
 ///
 /// The CPU matrix product splits a long `k` into blocks and adds the
 /// blocks' partial sums; for outputs of at most 64x64 its blocks are 512
@@ -110,6 +110,12 @@ const K_BLOCK: usize = 512;
 /// and a digit would code differently alone than in a stream. Up to 512,
 /// every path sums `k` in one block; longer products are split here into
 /// equal blocks of at most 512 and their partial products added in order.
+///
+/// Not covered: a single output column (`n = 1`, a model with latent
+/// dimension 1) goes through a matrix-vector path that sums differently
+/// for few and many rows; and CPUs without fused multiply-add round each
+/// product separately, so their last bits differ from other machines'.
+/// Every layer of the shipped model has at least 4 output columns.
 fn fixed_order_matmul(cols: &Tensor, wmat: &Tensor) -> Result<Tensor> {
     let k = cols.dim(1)?;
     if k <= K_BLOCK {

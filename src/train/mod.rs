@@ -424,7 +424,7 @@ impl Trainer {
     /// The step from which rate weights are steered: after 10% of the run,
     /// and after the last dead-code restart.
     fn steering_start(&self) -> u64 {
-        let settle = (0.1 * self.total_steps as f64) as u64;
+        let settle = (0.1 * self.total_steps as f64).ceil() as u64;
         if self.options.restart_every == 0 {
             return settle;
         }
@@ -509,7 +509,7 @@ impl Trainer {
 
     /// One optimisation step on a batch; returns (mse, codebook loss,
     /// commitment loss, codes restarted).
-    fn step(&mut self, x: &Tensor, total_steps: u64) -> Result<(f32, f32, f32, usize), TrainError> {
+    fn step(&mut self, x: &Tensor) -> Result<(f32, f32, f32, usize), TrainError> {
         let cfg = self.config;
         let (b, d) = (x.dim(0)?, cfg.latent_dim);
         let z = self.model.encode_latents(x)?;
@@ -575,7 +575,7 @@ impl Trainer {
         let loss =
             ((&weighted + &codebook_loss)? + (&commitment * self.options.commitment_weight)?)?;
         let grads = loss.backward()?;
-        let lr = self.learning_rate(self.adam.step, total_steps);
+        let lr = self.learning_rate(self.adam.step, self.total_steps);
         self.adam.apply(&grads, lr)?;
 
         for s in 0..cfg.stages {
@@ -729,8 +729,7 @@ impl Trainer {
         let (train_ids, val_ids) = self.split(data)?;
         let bs = self.options.batch_size.max(1);
         let steps_per_epoch = train_ids.len().div_ceil(bs);
-        let total_steps = (steps_per_epoch * self.options.epochs) as u64;
-        self.total_steps = total_steps;
+        self.total_steps = (steps_per_epoch * self.options.epochs) as u64;
         while self.epochs_done < self.options.epochs {
             let epoch = self.epochs_done;
             let mut order = train_ids.clone();
@@ -743,7 +742,7 @@ impl Trainer {
                 if !self.codebooks_initialised {
                     self.init_codebooks(&x)?;
                 }
-                let (mse, cb, cm, r) = self.step(&x, total_steps)?;
+                let (mse, cb, cm, r) = self.step(&x)?;
                 restarted += r;
                 mse_sum += mse as f64 * chunk.len() as f64;
                 let secs = start.elapsed().as_secs_f64();
