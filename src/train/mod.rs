@@ -849,19 +849,21 @@ pub fn evaluate(
 mod tests {
     use super::*;
 
+    /// A two-stage model small enough to build in a millisecond.
+    const TINY: ModelConfig = ModelConfig {
+        codebook_size: 8,
+        latent_dim: 2,
+        stages: 2,
+        channels_low: 4,
+        channels_high: 4,
+    };
+
     fn trainer(balance_levels: bool) -> Trainer {
-        let config = ModelConfig {
-            codebook_size: 8,
-            latent_dim: 2,
-            stages: 2,
-            channels_low: 4,
-            channels_high: 4,
-        };
         let options = TrainOptions {
             balance_levels,
             ..TrainOptions::default()
         };
-        Trainer::new(config, options).unwrap()
+        Trainer::new(TINY, options).unwrap()
     }
 
     #[test]
@@ -890,20 +892,13 @@ mod tests {
 
     #[test]
     fn rate_weights_hold_while_dead_codes_are_restarted() {
-        let config = ModelConfig {
-            codebook_size: 8,
-            latent_dim: 2,
-            stages: 2,
-            channels_low: 4,
-            channels_high: 4,
-        };
         let options = TrainOptions {
             target_entropy: vec![1.0, 0.0],
             restart_every: 100,
             restart_until: 0.3,
             ..TrainOptions::default()
         };
-        let mut t = Trainer::new(config, options.clone()).unwrap();
+        let mut t = Trainer::new(TINY, options.clone()).unwrap();
         t.total_steps = 1000;
         // Every code equally frequent: 3 bits, above the 1-bit target.
         t.distortion = vec![0.5, 0.5];
@@ -925,7 +920,7 @@ mod tests {
 
         // Without restarts, steering starts after 10% of the run.
         let mut t = Trainer::new(
-            config,
+            TINY,
             TrainOptions {
                 restart_every: 0,
                 ..options
