@@ -176,14 +176,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
             a.restart_until
         );
     }
-    // Rate targets are steered only once restarts have ended.
-    if a.restart_every > 0 && a.restart_until > 0.8 && a.target_entropy.iter().any(|&t| t > 0.0) {
-        bail!(
-            "--target-entropy is steered only after dead-code restarts end, and \
-             --restart-until {} leaves it less than a fifth of the run; use 0.8 or less",
-            a.restart_until
-        );
-    }
     if !(a.commitment.is_finite() && a.commitment >= 0.0) {
         bail!(
             "--commitment {}: expected a weight, 0 or more",

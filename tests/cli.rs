@@ -165,10 +165,6 @@ fn train_refuses_options_that_cannot_work() {
         vqz(&args, d)
     };
     assert_fails(&train(&["--restart-until", "1.5"]), "--restart-until 1.5");
-    assert_fails(
-        &train(&["--target-entropy", "1.5", "--restart-until", "0.9"]),
-        "steered only after dead-code restarts end",
-    );
     assert_fails(&train(&["--commitment=-1"]), "--commitment -1");
     assert!(!d.join("m.safetensors").exists());
 }

@@ -180,6 +180,9 @@ pub struct Trainer {
     /// Per stage, a running average of how often each code is chosen per
     /// step (for the rate term of entropy-constrained VQ).
     frequency: Vec<Vec<f64>>,
+    /// Per stage, the same running average of code use, but never touched
+    /// by restarts: what the rate controller measures the entropy on.
+    observed: Vec<Vec<f64>>,
     /// Per stage, a running mean of the squared quantisation error per latent vector.
     distortion: Vec<f64>,
     /// Total steps of the run, for the rate weight's ramp.
@@ -279,6 +282,7 @@ impl Trainer {
         Ok(Self {
             usage: vec![vec![0; config.codebook_size]; config.stages],
             frequency: vec![vec![1.0; config.codebook_size]; config.stages],
+            observed: vec![vec![1.0; config.codebook_size]; config.stages],
             distortion: vec![0.0; config.stages],
             total_steps: 0,
             rate_weight: vec![0.0; config.stages],
@@ -332,6 +336,11 @@ impl Trainer {
             if let Some(v) = take_f64s(&mut state, &key, t.frequency[s].len())? {
                 t.frequency[s] = v;
             }
+            // Checkpoints from before the controller had its own record
+            // start it from the penalties' frequencies.
+            let key = format!("rate.observed.{s}");
+            t.observed[s] = take_f64s(&mut state, &key, t.observed[s].len())?
+                .unwrap_or_else(|| t.frequency[s].clone());
         }
         t.epochs_done = checkpoint.epochs_done;
         t.codebooks_initialised = true;
@@ -382,14 +391,14 @@ impl Trainer {
     }
 
     /// Steers stage `s`'s rate weight toward its target entropy, once 10%
-    /// of the run has given the codebooks time to settle and dead-code
-    /// restarts have ended.
+    /// of the run has given the codebooks time to settle.
     ///
-    /// While restarts run, every check re-seeds the unused codes with an
-    /// average frequency, so the running entropy reads high whatever the
-    /// weight is; steering then would grow the weight for as long as
-    /// restarts last (by 0.3% a step, 30,000-fold over a fifth of a run),
-    /// and the stage would collapse to a code or two the moment they stop.
+    /// The entropy is measured on the codes actually chosen (`observed`),
+    /// not on the penalties' frequencies, in which every restart gives the
+    /// re-seeded codes an average share: read from those, the entropy stays
+    /// high for as long as restarts run, whatever the weight, so the weight
+    /// grew all that time (by 0.3% a step, thousands-fold) and collapsed
+    /// the stage to a code or two the moment restarts stopped.
     ///
     /// The weight is in absolute units: scaling it by the stage's
     /// distortion, which itself grows as the weight does, feeds back and
@@ -397,11 +406,12 @@ impl Trainer {
     /// step, as the entropy it reacts to is a running average that lags.
     fn steer_rate_weight(&mut self, s: usize) {
         let target = self.options.target_entropy.get(s).copied().unwrap_or(0.0);
-        if target <= 0.0 || self.adam.step < self.steering_start() {
+        let settle = (0.1 * self.total_steps as f64).ceil() as u64;
+        if target <= 0.0 || self.adam.step < settle {
             return;
         }
         let (Some(f), Some(w), Some(d)) = (
-            self.frequency.get(s),
+            self.observed.get(s),
             self.rate_weight.get(s).copied(),
             self.distortion.get(s).copied(),
         ) else {
@@ -419,16 +429,6 @@ impl Trainer {
         let w = if w <= 0.0 { 1e-3 * d.max(1e-6) } else { w };
         let change = (0.002 * (entropy - target)).clamp(-0.003, 0.003);
         self.rate_weight[s] = f32_exact((w * change.exp()).clamp(1e-9, 1e3));
-    }
-
-    /// The step from which rate weights are steered: after 10% of the run,
-    /// and after the last dead-code restart.
-    fn steering_start(&self) -> u64 {
-        let settle = (0.1 * self.total_steps as f64).ceil() as u64;
-        if self.options.restart_every == 0 {
-            return settle;
-        }
-        settle.max(self.restarts_end() + 1)
     }
 
     /// The last step at which dead codes may be restarted.
@@ -456,8 +456,9 @@ impl Trainer {
             .collect();
         put_f64s(&mut state, "rate.distortion", &rate);
         put_f64s(&mut state, "train.level_mse", &self.level_mse);
-        for (s, f) in self.frequency.iter().enumerate() {
+        for (s, (f, o)) in self.frequency.iter().zip(&self.observed).enumerate() {
             put_f64s(&mut state, &format!("rate.frequency.{s}"), f);
+            put_f64s(&mut state, &format!("rate.observed.{s}"), o);
         }
         Checkpoint {
             config: self.config,
@@ -589,8 +590,13 @@ impl Trainer {
                     *c += 1;
                 }
             }
-            for (f, &c) in self.frequency[s].iter_mut().zip(&counts) {
+            for ((f, o), &c) in self.frequency[s]
+                .iter_mut()
+                .zip(&mut self.observed[s])
+                .zip(&counts)
+            {
                 *f = f32_exact(0.99 * *f + 0.01 * c as f64);
+                *o = f32_exact(0.99 * *o + 0.01 * c as f64);
             }
             self.steer_rate_weight(s);
             if self.options.ema {
@@ -891,46 +897,37 @@ mod tests {
     }
 
     #[test]
-    fn rate_weights_hold_while_dead_codes_are_restarted() {
+    fn the_rate_controller_measures_codes_chosen_not_codes_restarted() {
         let options = TrainOptions {
             target_entropy: vec![1.0, 0.0],
-            restart_every: 100,
-            restart_until: 0.3,
             ..TrainOptions::default()
         };
-        let mut t = Trainer::new(TINY, options.clone()).unwrap();
+        let mut t = Trainer::new(TINY, options).unwrap();
         t.total_steps = 1000;
-        // Every code equally frequent: 3 bits, above the 1-bit target.
         t.distortion = vec![0.5, 0.5];
+        // Chosen: two codes, half the time each (1 bit, the target). A
+        // restart has just given the six unused codes an average share of
+        // the penalties' frequencies (3 bits).
+        t.observed[0] = vec![4.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        t.frequency[0] = vec![1.0; 8];
         let steered = |t: &mut Trainer, step: u64| {
             t.adam.step = step;
             t.steer_rate_weight(0);
             t.steer_rate_weight(1);
             t.rate_weight.clone()
         };
-        // Past the first 10% but restarts still run (to step 300): held.
-        assert_eq!(steered(&mut t, 150), vec![0.0, 0.0]);
-        assert_eq!(steered(&mut t, 300), vec![0.0, 0.0]);
-        // After the last restart the weight starts and grows with the
-        // excess entropy; the stage without a target stays at 0.
-        let w1 = steered(&mut t, 301);
-        assert!(w1[0] > 0.0 && w1[1] == 0.0, "{w1:?}");
-        let w2 = steered(&mut t, 302);
-        assert!(w2[0] > w1[0], "{w2:?}");
-
-        // Without restarts, steering starts after 10% of the run.
-        let mut t = Trainer::new(
-            TINY,
-            TrainOptions {
-                restart_every: 0,
-                ..options
-            },
-        )
-        .unwrap();
-        t.total_steps = 1000;
-        t.distortion = vec![0.5, 0.5];
+        // Nothing moves in the first 10% of the run.
         assert_eq!(steered(&mut t, 99), vec![0.0, 0.0]);
-        assert!(steered(&mut t, 100)[0] > 0.0);
+        // At the target the weight starts and stays at its initial value.
+        let start = f32_exact(1e-3 * 0.5);
+        assert_eq!(steered(&mut t, 100), vec![start, 0.0]);
+        assert_eq!(steered(&mut t, 101), vec![start, 0.0]);
+        // Above the target (three codes chosen) it grows; below, it shrinks.
+        t.observed[0] = vec![4.0, 4.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let up = steered(&mut t, 102)[0];
+        assert!(up > start, "{up} <= {start}");
+        t.observed[0] = vec![8.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        assert!(steered(&mut t, 103)[0] < up);
     }
 
     #[test]
