@@ -122,18 +122,12 @@ fn fixed_order_matmul(cols: &Tensor, wmat: &Tensor) -> Result<Tensor> {
         return cols.matmul(wmat);
     }
     let blocks = k.div_ceil(K_BLOCK);
-    let mut sum: Option<Tensor> = None;
-    for i in 0..blocks {
+    let block = |i: usize| {
         let (from, to) = (i * k / blocks, (i + 1) * k / blocks);
-        let part = cols
-            .narrow(1, from, to - from)?
-            .matmul(&wmat.narrow(0, from, to - from)?)?;
-        sum = Some(match sum {
-            None => part,
-            Some(acc) => (acc + part)?,
-        });
-    }
-    sum.ok_or_else(|| candle_core::Error::Msg("empty matrix product".into()))
+        cols.narrow(1, from, to - from)?
+            .matmul(&wmat.narrow(0, from, to - from)?)
+    };
+    (1..blocks).try_fold(block(0)?, |sum, i| sum + block(i)?)
 }
 
 /// 3x3 im2col of a contiguous f32 `(b, h, w, c)` tensor into

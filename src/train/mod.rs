@@ -431,11 +431,6 @@ impl Trainer {
         self.rate_weight[s] = f32_exact((w * change.exp()).clamp(1e-9, 1e3));
     }
 
-    /// The last step at which dead codes may be restarted.
-    fn restarts_end(&self) -> u64 {
-        (self.total_steps as f64 * self.options.restart_until) as u64
-    }
-
     /// Everything needed to resume.
     pub fn checkpoint(&self) -> Checkpoint {
         let mut state = BTreeMap::new();
@@ -604,9 +599,10 @@ impl Trainer {
             }
         }
         let restart_every = self.options.restart_every;
+        let restarts_end = (self.total_steps as f64 * self.options.restart_until) as u64;
         let mut restarted = 0;
         if restart_every > 0 && self.adam.step.is_multiple_of(restart_every) {
-            if self.adam.step <= self.restarts_end() {
+            if self.adam.step <= restarts_end {
                 restarted = self.restart_dead_codes(&q.residuals)?;
             }
             for u in &mut self.usage {
