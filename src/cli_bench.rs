@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::write_atomic;
 use vqz::bench::{self, BenchOptions, Progress};
-use vqz::codec::Model;
+use vqz::codec::{DEFAULT_REFINE_STEPS, Model};
 use vqz::train::Dataset;
 
 /// The MNIST test digits shipped in the repository.
@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// Skip WebP, AVIF and JPEG XL even when their tools are installed.
     #[arg(long)]
     no_external: bool,
+    /// Steps of decoder-in-the-loop refinement vqz encodes with (0: off).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_REFINE_STEPS)]
+    refine: u8,
 }
 
 /// Drives an indicatif bar, one step after another.
@@ -108,7 +111,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     );
 
     if a.speed {
-        let report = bench::speed::run(&load_model, &data, a.repeats, &progress)?;
+        let report = bench::speed::run(&load_model, &data, a.repeats, a.refine, &progress)?;
         progress.0.finish_and_clear();
         let md = report.to_markdown();
         print!("{md}");
@@ -128,6 +131,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             Some(n) => Some(n),
             None => BenchOptions::default().external_limit,
         },
+        refine_steps: a.refine,
         ..BenchOptions::default()
     };
     let result = bench::run(&model, &data, &options, &progress)?;

@@ -81,6 +81,11 @@ pub struct CompressArgs {
     /// Store the model in the file so it decodes without it.
     #[arg(long)]
     embed_model: bool,
+    /// Steps of decoder-in-the-loop refinement per image: each costs about
+    /// one network pass forward and back, and finds indices that decode
+    /// closer to the image in no more bits (0: off, fastest).
+    #[arg(long, value_name = "N", default_value_t = codec::DEFAULT_REFINE_STEPS)]
+    refine: u8,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -217,6 +222,7 @@ pub fn compress(a: CompressArgs) -> Result<()> {
     let options = CompressOptions {
         quality,
         embed_model: a.embed_model,
+        refine_steps: a.refine,
     };
     let stdin_input = a.inputs.iter().any(|p| p.as_os_str() == "-");
     let dest = match (&a.output, a.out.stdout || stdin_input) {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use vqz::codec::DEFAULT_REFINE_STEPS;
 use vqz::train::Dataset;
 use vqz::train::report::evaluate_model;
 
@@ -18,6 +19,9 @@ pub struct EvaluateArgs {
     /// Use only the first N images.
     #[arg(long)]
     limit: Option<usize>,
+    /// Steps of decoder-in-the-loop refinement to encode with (0: off).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_REFINE_STEPS)]
+    refine: u8,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -47,7 +51,7 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
     // Levels add one stage each, so a stage's cross-entropy under the
     // context prior is the difference between consecutive levels.
     let mut previous_bits = 0.0;
-    for r in evaluate_model(&model, &data)? {
+    for r in evaluate_model(&model, &data, a.refine)? {
         let used: Vec<String> = r.codes_used.iter().map(|u| u.to_string()).collect();
         let ppl: Vec<String> = r.perplexity.iter().map(|p| format!("{p:.0}")).collect();
         println!(

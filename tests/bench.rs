@@ -123,7 +123,14 @@ fn bench_reports_every_codec_and_writes_its_files() {
 #[test]
 fn speed_reports_every_figure() {
     let data = digits(8);
-    let report = bench::speed::run(&Model::default_model, &data, 1, &NoProgress).unwrap();
+    let report = bench::speed::run(
+        &Model::default_model,
+        &data,
+        1,
+        vqz::codec::DEFAULT_REFINE_STEPS,
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(report.rows.len(), 10);
     assert!(report.rows.iter().all(|r| r.images_per_s > 0.0));
     assert!(report.to_markdown().contains("network encode, batch 1"));

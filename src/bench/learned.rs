@@ -43,6 +43,7 @@ pub(crate) fn measure(
         let opts = CompressOptions {
             quality: Quality::Level(level),
             embed_model: false,
+            refine_steps: options.refine_steps,
         };
 
         let mut stream_times = Vec::new();
@@ -207,7 +208,7 @@ mod tests {
         };
         let opts = CompressOptions {
             quality: Quality::Level(2),
-            embed_model: false,
+            ..CompressOptions::default()
         };
         let (stream, _) = encode_stream(&model, &set, opts, &super::super::NoProgress).unwrap();
         let files = split_stream(&stream).unwrap();

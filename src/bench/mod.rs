@@ -84,6 +84,8 @@ pub struct BenchOptions {
     pub external_limit: Option<usize>,
     /// Originals shown on the contact sheet.
     pub contact_images: usize,
+    /// Refinement steps vqz encodes with (see [`crate::codec::CompressOptions`]).
+    pub refine_steps: u8,
 }
 
 impl Default for BenchOptions {
@@ -94,6 +96,7 @@ impl Default for BenchOptions {
             external: true,
             external_limit: Some(1000),
             contact_images: 10,
+            refine_steps: crate::codec::DEFAULT_REFINE_STEPS,
         }
     }
 }

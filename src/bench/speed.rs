@@ -70,6 +70,7 @@ pub fn run(
     load_model: &dyn Fn() -> Result<Model, CodecError>,
     data: &Dataset,
     repeats: usize,
+    refine_steps: u8,
     progress: &dyn Progress,
 ) -> Result<SpeedReport, BenchError> {
     let repeats = repeats.max(1);
@@ -134,6 +135,7 @@ pub fn run(
     let options = CompressOptions {
         quality: codec::Quality::Level(level),
         embed_model: false,
+        refine_steps,
     };
     let digit_png = png_bytes(&images.images[0])?;
     let (t, file) = median_of(repeats, progress, || {

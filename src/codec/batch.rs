@@ -12,6 +12,7 @@ use crate::model::{GRID_STRIDE, squared_distances};
 use super::pixels::{
     Planes, image_from_planes, output_to_plane, padded, plane_to_input, planes_of, psnr_db,
 };
+use super::refine::refine_grids;
 use super::{CodecError, Model, Quality};
 
 /// Planes sent through the network in one batch.
@@ -29,7 +30,7 @@ pub struct EncodedFrame {
 
 /// Runs `f` on groups of items that share a key, in batches of at most
 /// `BATCH_PLANES` planes, and returns results in input order.
-fn grouped<K: Ord + Copy, T, R>(
+pub(super) fn grouped<K: Ord + Copy, T, R>(
     items: &[T],
     key: impl Fn(&T) -> K,
     weight: impl Fn(&T) -> usize,
@@ -61,14 +62,19 @@ fn grouped<K: Ord + Copy, T, R>(
         .collect()
 }
 
-/// Rate-distortion optimised residual quantisation of images `x`
-/// `(planes, h, w, 1)`: stage by stage, each plane's cells in raster order
+/// Rate-distortion optimised residual quantisation of latents `z`
+/// `(planes, gh, gw, D)`: stage by stage, each plane's cells in raster order
 /// pick the index minimising `||r - e_k||^2 + w_s * bits(k)`, where
 /// `bits` is the index's code length under the model's context prior given
 /// the choices already made and `w_s` the model's rate weight of stage `s`
-/// (0: plain nearest-code quantisation). Returns indices in network order (plane, stage, cell).
-fn quantize_rdo(model: &Model, x: &Tensor, stages: u8) -> Result<Vec<u32>, CodecError> {
-    let z = model.net.encode_latents(x)?;
+/// times `rate_scale` (0: plain nearest-code quantisation). Returns indices
+/// in network order (plane, stage, cell).
+pub(super) fn quantize_latents(
+    model: &Model,
+    z: &Tensor,
+    stages: u8,
+    rate_scale: f32,
+) -> Result<Vec<u32>, CodecError> {
     let (planes, gh, gw, d) = z.dims4()?;
     let cells = gh * gw;
     let stages = stages as usize;
@@ -81,7 +87,7 @@ fn quantize_rdo(model: &Model, x: &Tensor, stages: u8) -> Result<Vec<u32>, Codec
             .flatten_all()?
             .to_vec1::<f32>()?;
         let k = codebook.dim(0)?;
-        let rate_weight = model.rate_weights().get(s).copied().unwrap_or(0.0);
+        let rate_weight = model.rate_weights().get(s).copied().unwrap_or(0.0) * rate_scale;
         let prev_stage: Vec<u32> = if s == 0 { Vec::new() } else { out.clone() };
         out.par_chunks_mut(stages * cells)
             .enumerate()
@@ -125,6 +131,74 @@ fn argmin(values: impl Iterator<Item = f32>) -> usize {
     best.0
 }
 
+/// One index grid per item from indices in network order (plane, stage,
+/// cell), for items of `channels[i]` planes each; grids are ordered
+/// (stage, plane, cell).
+pub(super) fn grids_from_network(
+    flat: &[u32],
+    channels: &[u8],
+    stages: u8,
+    gw: usize,
+    gh: usize,
+) -> Result<Vec<IndexGrid>, CodecError> {
+    let cells = gw * gh;
+    let per_plane = stages as usize * cells;
+    let mut grids = Vec::with_capacity(channels.len());
+    let mut plane_no = 0;
+    for &np in channels {
+        let np = np as usize;
+        let mut indices = Vec::with_capacity(np * per_plane);
+        for s in 0..stages as usize {
+            for q in 0..np {
+                let base = (plane_no + q) * per_plane + s * cells;
+                let plane = flat
+                    .get(base..base + cells)
+                    .ok_or_else(|| CodecError::Internal("index count mismatch".into()))?;
+                indices.extend(plane.iter().map(|&i| i as u16));
+            }
+        }
+        plane_no += np;
+        grids.push(IndexGrid::new(
+            gw as u32, gh as u32, np as u8, stages, indices,
+        )?);
+    }
+    Ok(grids)
+}
+
+/// The inverse of [`grids_from_network`]: the grids' indices in network
+/// order (plane, stage, cell). The grids share their shape but for planes.
+pub(super) fn network_from_grids<'g>(grids: impl Iterator<Item = &'g IndexGrid>) -> Vec<u32> {
+    let mut flat = Vec::new();
+    for grid in grids {
+        let (np, stages) = (grid.planes as usize, grid.stages as usize);
+        let cells = (grid.grid_width * grid.grid_height) as usize;
+        for q in 0..np {
+            for s in 0..stages {
+                let base = (s * np + q) * cells;
+                flat.extend(
+                    grid.indices[base..base + cells]
+                        .iter()
+                        .map(|&i| u32::from(i)),
+                );
+            }
+        }
+    }
+    flat
+}
+
+/// The planes of images padded to `pw x ph`, as the network's input
+/// `(planes, ph, pw, 1)`.
+pub(super) fn network_input(group: &[&Planes], pw: usize, ph: usize) -> Result<Tensor, CodecError> {
+    let count: usize = group.iter().map(|p| p.planes.len()).sum();
+    let mut input = Vec::with_capacity(count * pw * ph);
+    for p in group {
+        for plane in &p.planes {
+            plane_to_input(plane, p.geometry.width, p.geometry.height, &mut input);
+        }
+    }
+    Ok(Tensor::from_vec(input, (count, ph, pw, 1), &Device::Cpu)?)
+}
+
 /// Encodes images to index grids with `stages` stages.
 pub(crate) fn encode_grids(
     model: &Model,
@@ -136,36 +210,11 @@ pub(crate) fn encode_grids(
         |p| (padded(p.geometry.width), padded(p.geometry.height)),
         |p| p.planes.len(),
         |(pw, ph), group| {
-            let count: usize = group.iter().map(|p| p.planes.len()).sum();
-            let mut input = Vec::with_capacity(count * pw * ph);
-            for p in group {
-                for plane in &p.planes {
-                    plane_to_input(plane, p.geometry.width, p.geometry.height, &mut input);
-                }
-            }
-            let x = Tensor::from_vec(input, (count, ph, pw, 1), &Device::Cpu)?;
-            let (gh, gw) = (ph / GRID_STRIDE, pw / GRID_STRIDE);
-            let flat = quantize_rdo(model, &x, stages)?;
-            let per_plane = stages as usize * gh * gw;
-            let cells = gh * gw;
-            let mut grids = Vec::with_capacity(group.len());
-            let mut plane_no = 0;
-            for p in group {
-                let np = p.planes.len();
-                // Network order is (plane, stage, cell); grids are (stage, plane, cell).
-                let mut indices = Vec::with_capacity(np * per_plane);
-                for s in 0..stages as usize {
-                    for q in 0..np {
-                        let base = (plane_no + q) * per_plane + s * cells;
-                        indices.extend(flat[base..base + cells].iter().map(|&i| i as u16));
-                    }
-                }
-                plane_no += np;
-                grids.push(IndexGrid::new(
-                    gw as u32, gh as u32, np as u8, stages, indices,
-                )?);
-            }
-            Ok(grids)
+            let x = network_input(group, pw, ph)?;
+            let z = model.net.encode_latents(&x)?;
+            let flat = quantize_latents(model, &z, stages, 1.0)?;
+            let channels: Vec<u8> = group.iter().map(|p| p.planes.len() as u8).collect();
+            grids_from_network(&flat, &channels, stages, pw / GRID_STRIDE, ph / GRID_STRIDE)
         },
     )
 }
@@ -180,23 +229,14 @@ pub(crate) fn reconstruct(
         |(g, grid)| (padded(g.width), padded(g.height), grid.stages),
         |(g, _)| g.channels as usize,
         |(pw, ph, stages), group| {
-            let mut flat: Vec<u32> = Vec::new();
-            let mut count = 0;
-            let (gw, gh) = (pw / 4, ph / 4);
-            let cells = gw * gh;
-            for (g, grid) in group {
+            let (gw, gh) = (pw / GRID_STRIDE, ph / GRID_STRIDE);
+            for (_, grid) in group {
                 if grid.grid_width as usize != gw || grid.grid_height as usize != gh {
                     return Err(CodecError::Internal("grid does not match geometry".into()));
                 }
-                let np = g.channels as usize;
-                for q in 0..np {
-                    for s in 0..stages as usize {
-                        let base = (s * np + q) * cells;
-                        flat.extend(grid.indices[base..base + cells].iter().map(|&i| i as u32));
-                    }
-                }
-                count += np;
             }
+            let flat = network_from_grids(group.iter().map(|(_, grid)| grid));
+            let count = flat.len() / (stages as usize * gw * gh);
             let idx = Tensor::from_vec(flat, (count, stages as usize, gh, gw), &Device::Cpu)?;
             let y = model.net.decode(&idx)?;
             let values = y.flatten_all()?.to_vec1::<f32>()?;
@@ -257,13 +297,15 @@ impl Plan {
     }
 }
 
-/// Encodes images (8-bit grey, RGB or RGBA) at the requested quality.
-/// `standalone_overhead` is the bytes a one-frame file adds around a
-/// payload of a given length, for [`Quality::MaxBytes`].
+/// Encodes images (8-bit grey, RGB or RGBA) at the requested quality, with
+/// `refine_steps` steps of decoder-in-the-loop refinement ([`refine_grids`])
+/// at the level chosen for each image. `standalone_size` is the size of a
+/// one-frame file around a frame, for [`Quality::MaxBytes`].
 pub(crate) fn encode_images(
     model: &Model,
     images: &[DynamicImage],
     quality: Quality,
+    refine_steps: u8,
     standalone_size: &(dyn Fn(&EncodedFrame) -> usize + Sync),
 ) -> Result<Vec<EncodedFrame>, CodecError> {
     let max = model.max_level();
@@ -276,28 +318,27 @@ pub(crate) fn encode_images(
         Plan::Level(l) => l,
         Plan::MaxBytes(_) | Plan::TargetPsnr(_) => max,
     };
+    // The level of each image is chosen on the plain encoding; refinement
+    // then never lengthens a plane's code or worsens its error, so a level
+    // that reaches a target PSNR still does.
     let grids = encode_grids(model, &planes, stages)?;
-    match plan {
-        Plan::Level(_) => grids
-            .par_iter()
-            .zip(&planes)
-            .map(|(g, p)| entropy_code(model, p.geometry, g))
-            .collect(),
+    let levels: Vec<u8> = match plan {
+        Plan::Level(l) => vec![l; images.len()],
         Plan::MaxBytes(budget) => grids
             .par_iter()
             .zip(&planes)
             .map(|(g, p)| {
                 // The largest level that fits; level 1 if none does.
-                let mut best = entropy_code(model, p.geometry, &g.first_stages(1)?)?;
+                let mut best = 1;
                 for l in 2..=max {
                     let f = entropy_code(model, p.geometry, &g.first_stages(l)?)?;
                     if standalone_size(&f) <= budget {
-                        best = f;
+                        best = l;
                     }
                 }
                 Ok(best)
             })
-            .collect(),
+            .collect::<Result<_, CodecError>>()?,
         Plan::TargetPsnr(target) => {
             // Decode every level of every image, keep the smallest level
             // whose reconstruction reaches the target (the highest if none).
@@ -317,14 +358,31 @@ pub(crate) fn encode_images(
                     }
                 }
             }
-            grids
-                .par_iter()
-                .zip(&planes)
-                .zip(&chosen)
-                .map(|((g, p), &l)| entropy_code(model, p.geometry, &g.first_stages(l)?))
-                .collect()
+            chosen
         }
-    }
+    };
+    let plain = grids
+        .iter()
+        .zip(&levels)
+        .map(|(g, &l)| Ok(g.first_stages(l)?))
+        .collect::<Result<Vec<_>, CodecError>>()?;
+    let refined = refine_grids(model, &planes, plain.clone(), refine_steps)?;
+    refined
+        .par_iter()
+        .zip(&plain)
+        .zip(&planes)
+        .map(|((r, g), p)| {
+            let frame = entropy_code(model, p.geometry, r)?;
+            match plan {
+                // Rounding to whole bytes can make a refined frame a byte
+                // longer than the plain one; the budget still rules.
+                Plan::MaxBytes(budget) if standalone_size(&frame) > budget => {
+                    entropy_code(model, p.geometry, g)
+                }
+                _ => Ok(frame),
+            }
+        })
+        .collect()
 }
 
 /// Decodes frames' payloads to images.

@@ -16,11 +16,13 @@
 mod batch;
 mod model;
 mod pixels;
+mod refine;
 mod stream;
 
 pub use batch::EncodedFrame;
 pub use model::{DEFAULT_MODEL_BYTES, Model, hex};
 pub use pixels::{Conversion, mse, psnr_db, psnr_db_from_mse, to_supported};
+pub use refine::DEFAULT_REFINE_STEPS;
 pub use stream::{DecodedImage, Decoder, Encoder, FrameSummary};
 
 use image::DynamicImage;
@@ -57,6 +59,12 @@ pub struct CompressOptions {
     pub quality: Quality,
     /// Put the model in the stream, so it decodes without a copy of the model.
     pub embed_model: bool,
+    /// Steps of decoder-in-the-loop refinement of each image's code
+    /// indices (0: the plain encoding, fastest). Each step costs about a
+    /// network pass forward and back; a refined image never takes more
+    /// code bits nor decodes worse than the plain encoding. The decoder does
+    /// not depend on it.
+    pub refine_steps: u8,
 }
 
 impl Default for CompressOptions {
@@ -64,6 +72,7 @@ impl Default for CompressOptions {
         Self {
             quality: Quality::Default,
             embed_model: false,
+            refine_steps: DEFAULT_REFINE_STEPS,
         }
     }
 }

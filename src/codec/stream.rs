@@ -92,9 +92,13 @@ impl<'m, W: Write> Encoder<'m, W> {
         images: &[DynamicImage],
     ) -> Result<Vec<FrameSummary>, CodecError> {
         let (model, embed) = (self.model, self.options.embed_model);
-        let frames = encode_images(model, images, self.options.quality, &|f| {
-            standalone_size(model, embed, f)
-        })?;
+        let frames = encode_images(
+            model,
+            images,
+            self.options.quality,
+            self.options.refine_steps,
+            &|f| standalone_size(model, embed, f),
+        )?;
         let mut out = Vec::with_capacity(frames.len());
         for f in frames {
             self.open(f.geometry)?;

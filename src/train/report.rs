@@ -54,8 +54,13 @@ fn stage_usage(grids: &[IndexGrid], stage: usize, k: usize) -> (usize, f64) {
     (hist.iter().filter(|&&c| c > 0).count(), entropy.exp2())
 }
 
-/// Evaluates `model` on every image of `data` at every level.
-pub fn evaluate_model(model: &Model, data: &Dataset) -> Result<Vec<LevelReport>, CodecError> {
+/// Evaluates `model` on every image of `data` at every level, encoding with
+/// `refine_steps` steps of refinement (see [`CompressOptions`]).
+pub fn evaluate_model(
+    model: &Model,
+    data: &Dataset,
+    refine_steps: u8,
+) -> Result<Vec<LevelReport>, CodecError> {
     let images: Vec<DynamicImage> = (0..data.len())
         .map(|i| {
             data.grey_image(i)
@@ -78,6 +83,7 @@ pub fn evaluate_model(model: &Model, data: &Dataset) -> Result<Vec<LevelReport>,
             CompressOptions {
                 quality: Quality::Level(level),
                 embed_model: false,
+                refine_steps,
             },
         );
         let mut payload = 0usize;
