@@ -83,7 +83,7 @@ pub struct CompressArgs {
     embed_model: bool,
     /// Steps of decoder-in-the-loop refinement per image: each costs about
     /// one network pass forward and back, and finds indices that decode
-    /// closer to the image in no more bits (0: off, fastest).
+    /// closer to the image in no more bytes (0: off, fastest).
     #[arg(long, value_name = "N", default_value_t = codec::DEFAULT_REFINE_STEPS)]
     refine: u8,
     #[command(flatten)]

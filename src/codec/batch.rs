@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 use image::DynamicImage;
 use rayon::prelude::*;
 
-use crate::entropy::{IndexGrid, decode_grid, encode_grid};
+use crate::entropy::{CodeLengths, IndexGrid, decode_grid, encode_grid};
 use crate::format::{CodingMode, Geometry};
 use crate::model::{GRID_STRIDE, squared_distances};
 
@@ -68,19 +68,21 @@ pub(super) fn grouped<K: Ord + Copy, T, R>(
 /// `bits` is the index's code length under the model's context prior given
 /// the choices already made and `w_s` the model's rate weight of stage `s`
 /// times `rate_scale` (0: plain nearest-code quantisation). Returns indices
-/// in network order (plane, stage, cell).
+/// in network order (plane, stage, cell) and each plane's code length in
+/// bits under the prior.
 pub(super) fn quantize_latents(
     model: &Model,
+    lengths: &CodeLengths,
     z: &Tensor,
     stages: u8,
     rate_scale: f32,
-) -> Result<Vec<u32>, CodecError> {
+) -> Result<(Vec<u32>, Vec<f64>), CodecError> {
     let (planes, gh, gw, d) = z.dims4()?;
     let cells = gh * gw;
     let stages = stages as usize;
     let mut residual = z.reshape((planes * cells, d))?;
     let mut out = vec![0u32; planes * stages * cells];
-    let lengths = model.prior.code_lengths();
+    let mut plane_bits = vec![0f64; planes];
     for s in 0..stages {
         let codebook = model.net.codebook(s).as_tensor();
         let dist = squared_distances(&residual, codebook)?
@@ -88,27 +90,27 @@ pub(super) fn quantize_latents(
             .to_vec1::<f32>()?;
         let k = codebook.dim(0)?;
         let rate_weight = model.rate_weights().get(s).copied().unwrap_or(0.0) * rate_scale;
-        let prev_stage: Vec<u32> = if s == 0 { Vec::new() } else { out.clone() };
         out.par_chunks_mut(stages * cells)
+            .zip(plane_bits.par_iter_mut())
             .enumerate()
-            .try_for_each(|(p, plane_out)| -> Result<(), CodecError> {
+            .try_for_each(|(p, (plane_out, plane_bits))| -> Result<(), CodecError> {
                 for c in 0..cells {
                     let (y, xx) = (c / gw, c % gw);
-                    let at = |cell: usize| plane_out[s * cells + cell] as u16;
-                    let left = (xx > 0).then(|| at(c - 1));
-                    let above = (y > 0).then(|| at(c - gw));
-                    let prev = (s > 0)
-                        .then(|| prev_stage[p * stages * cells + (s - 1) * cells + c] as u16);
+                    let at = |stage: usize, cell: usize| plane_out[stage * cells + cell] as u16;
+                    let left = (xx > 0).then(|| at(s, c - 1));
+                    let above = (y > 0).then(|| at(s, c - gw));
+                    let prev = (s > 0).then(|| at(s - 1, c));
                     let row = &dist[(p * cells + c) * k..(p * cells + c + 1) * k];
+                    let bits = lengths
+                        .bits(s as u8, left, above, prev)
+                        .ok_or_else(|| CodecError::Internal("prior lacks a stage".into()))?;
                     let best = if rate_weight > 0.0 {
-                        let bits = lengths
-                            .bits(s as u8, left, above, prev)
-                            .ok_or_else(|| CodecError::Internal("prior lacks a stage".into()))?;
                         argmin(row.iter().zip(bits).map(|(d, b)| d + rate_weight * b))
                     } else {
                         argmin(row.iter().copied())
                     };
                     plane_out[s * cells + c] = best as u32;
+                    *plane_bits += f64::from(bits[best]);
                 }
                 Ok(())
             })?;
@@ -118,7 +120,7 @@ pub(super) fn quantize_latents(
         let ids = Tensor::from_vec(chosen, planes * cells, &Device::Cpu)?;
         residual = (residual - codebook.index_select(&ids, 0)?)?;
     }
-    Ok(out)
+    Ok((out, plane_bits))
 }
 
 fn argmin(values: impl Iterator<Item = f32>) -> usize {
@@ -205,6 +207,7 @@ pub(crate) fn encode_grids(
     planes: &[Planes],
     stages: u8,
 ) -> Result<Vec<IndexGrid>, CodecError> {
+    let lengths = model.prior.code_lengths();
     grouped(
         planes,
         |p| (padded(p.geometry.width), padded(p.geometry.height)),
@@ -212,7 +215,7 @@ pub(crate) fn encode_grids(
         |(pw, ph), group| {
             let x = network_input(group, pw, ph)?;
             let z = model.net.encode_latents(&x)?;
-            let flat = quantize_latents(model, &z, stages, 1.0)?;
+            let (flat, _) = quantize_latents(model, &lengths, &z, stages, 1.0)?;
             let channels: Vec<u8> = group.iter().map(|p| p.planes.len() as u8).collect();
             grids_from_network(&flat, &channels, stages, pw / GRID_STRIDE, ph / GRID_STRIDE)
         },
@@ -300,14 +303,15 @@ impl Plan {
 /// Encodes images (8-bit grey, RGB or RGBA) at the requested quality, with
 /// `refine_steps` steps of decoder-in-the-loop refinement ([`refine_grids`])
 /// at the level chosen for each image. `standalone_size` is the size of a
-/// one-frame file around a frame, for [`Quality::MaxBytes`].
+/// one-frame file around a frame, for [`Quality::MaxBytes`]. Returns each
+/// image's frame and the index grid it codes.
 pub(crate) fn encode_images(
     model: &Model,
     images: &[DynamicImage],
     quality: Quality,
     refine_steps: u8,
     standalone_size: &(dyn Fn(&EncodedFrame) -> usize + Sync),
-) -> Result<Vec<EncodedFrame>, CodecError> {
+) -> Result<Vec<(EncodedFrame, IndexGrid)>, CodecError> {
     let max = model.max_level();
     let planes = images
         .iter()
@@ -318,9 +322,10 @@ pub(crate) fn encode_images(
         Plan::Level(l) => l,
         Plan::MaxBytes(_) | Plan::TargetPsnr(_) => max,
     };
-    // The level of each image is chosen on the plain encoding; refinement
-    // then never lengthens a plane's code or worsens its error, so a level
-    // that reaches a target PSNR still does.
+    // The level of each image is chosen on the plain encoding. Refinement
+    // then never worsens a plane's error, and a refined frame is kept only
+    // if its payload is no longer than the plain one's, so a level that
+    // reaches a target PSNR or fits a byte budget still does.
     let grids = encode_grids(model, &planes, stages)?;
     let levels: Vec<u8> = match plan {
         Plan::Level(l) => vec![l; images.len()],
@@ -366,20 +371,30 @@ pub(crate) fn encode_images(
         .zip(&levels)
         .map(|(g, &l)| Ok(g.first_stages(l)?))
         .collect::<Result<Vec<_>, CodecError>>()?;
-    let refined = refine_grids(model, &planes, plain.clone(), refine_steps)?;
-    refined
-        .par_iter()
-        .zip(&plain)
+    let refined = if refine_steps > 0 {
+        refine_grids(model, &planes, &levels, refine_steps)?
+    } else {
+        Vec::new()
+    };
+    plain
+        .into_par_iter()
         .zip(&planes)
-        .map(|((r, g), p)| {
-            let frame = entropy_code(model, p.geometry, r)?;
-            match plan {
-                // Rounding to whole bytes can make a refined frame a byte
-                // longer than the plain one; the budget still rules.
-                Plan::MaxBytes(budget) if standalone_size(&frame) > budget => {
-                    entropy_code(model, p.geometry, g)
+        .enumerate()
+        .map(|(i, (plain, p))| {
+            let plain_frame = entropy_code(model, p.geometry, &plain)?;
+            match refined.get(i) {
+                Some(r) => {
+                    // Code length and coded bytes differ a little (ANS
+                    // start-up, rounding to bytes): never let refinement
+                    // make a payload longer.
+                    let frame = entropy_code(model, p.geometry, r)?;
+                    Ok(if frame.payload.len() <= plain_frame.payload.len() {
+                        (frame, r.clone())
+                    } else {
+                        (plain_frame, plain)
+                    })
                 }
-                _ => Ok(frame),
+                None => Ok((plain_frame, plain)),
             }
         })
         .collect()
@@ -400,4 +415,26 @@ pub(crate) fn decode_frames(
         })
         .collect::<Result<Vec<_>, CodecError>>()?;
     reconstruct(model, &items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_order_and_grid_order_round_trip() {
+        // Two images of 3 and 1 planes, 2 stages, a 3x2 grid: every index
+        // distinct, so any mix-up of planes, stages or cells shows.
+        let (gw, gh, stages) = (3, 2, 2u8);
+        let flat: Vec<u32> = (0..4 * 2 * 6).collect();
+        let grids = grids_from_network(&flat, &[3, 1], stages, gw, gh).unwrap();
+        // Network order (plane, stage, cell); grid order (stage, plane, cell).
+        assert_eq!(grids[0].indices[6..12], [12, 13, 14, 15, 16, 17]);
+        assert_eq!(grids[0].indices[18..24], [6, 7, 8, 9, 10, 11]);
+        assert_eq!(
+            grids[1].indices,
+            [36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47]
+        );
+        assert_eq!(network_from_grids(grids.iter()), flat);
+    }
 }

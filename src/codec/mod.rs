@@ -46,10 +46,12 @@ pub enum Quality {
     /// A fixed level: the number of residual stages coded (1 = smallest).
     Level(u8),
     /// The smallest level whose reconstruction reaches this PSNR in dB
-    /// (peak 255); the highest level if none does.
+    /// (peak 255) before refinement (which only improves it); the highest
+    /// level if none does.
     TargetPsnr(f64),
     /// The highest level whose standalone one-image file fits in this many
-    /// bytes; level 1 if none does.
+    /// bytes before refinement (which never lengthens it); level 1 if none
+    /// does.
     MaxBytes(usize),
 }
 
@@ -61,9 +63,8 @@ pub struct CompressOptions {
     pub embed_model: bool,
     /// Steps of decoder-in-the-loop refinement of each image's code
     /// indices (0: the plain encoding, fastest). Each step costs about a
-    /// network pass forward and back; a refined image never takes more
-    /// code bits nor decodes worse than the plain encoding. The decoder does
-    /// not depend on it.
+    /// network pass forward and back; a refined frame is never larger nor
+    /// decodes worse than the plain encoding's. Decoding does not change.
     pub refine_steps: u8,
 }
 
@@ -114,12 +115,14 @@ pub enum CodecError {
     Internal(String),
 }
 
-/// The code indices the encoder picks for each image at `level` (what
-/// [`compress`] entropy-codes), for analysis and reports.
+/// The code indices the encoder picks for each image at `level` with
+/// `refine_steps` steps of refinement: what [`compress`] entropy-codes
+/// with the same [`CompressOptions::refine_steps`]. For analysis and reports.
 pub fn encode_indices(
     model: &Model,
     images: &[DynamicImage],
     level: u8,
+    refine_steps: u8,
 ) -> Result<Vec<crate::entropy::IndexGrid>, CodecError> {
     if level == 0 || level > model.max_level() {
         return Err(CodecError::BadOption(format!(
@@ -127,11 +130,8 @@ pub fn encode_indices(
             model.max_level()
         )));
     }
-    let planes = images
-        .iter()
-        .map(pixels::planes_of)
-        .collect::<Result<Vec<_>, _>>()?;
-    batch::encode_grids(model, &planes, level)
+    let coded = batch::encode_images(model, images, Quality::Level(level), refine_steps, &|_| 0)?;
+    Ok(coded.into_iter().map(|(_, grid)| grid).collect())
 }
 
 /// Compresses one image into a complete one-frame `.vqz` file.

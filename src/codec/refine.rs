@@ -15,20 +15,20 @@
 //!    pixel error among those whose code length under the prior is no
 //!    longer than the plain encoding's.
 //!
-//! So a refined plane never costs more bits (code length; the coded payload
-//! may differ by the rounding to whole bytes) and never decodes worse than
-//! the plain encoding. Only the encoder does this work: the decoder and the
-//! format are unchanged.
+//! So a refined plane never has a longer code under the prior nor decodes
+//! worse than the plain encoding. Code length and coded bytes differ a
+//! little (the ANS coder's start and the rounding to whole bytes), so the
+//! codec also keeps an image's plain frame if its refined payload comes out
+//! longer: refinement never makes a frame larger. Only the encoder does this
+//! work: the decoder and the format are unchanged.
 
 use candle_core::{Device, Tensor, Var};
 
 use crate::entropy::{CodeLengths, IndexGrid};
 use crate::model::GRID_STRIDE;
 
-use super::batch::{
-    grids_from_network, grouped, network_from_grids, network_input, quantize_latents,
-};
-use super::pixels::{Planes, output_to_plane, padded};
+use super::batch::{grids_from_network, grouped, quantize_latents};
+use super::pixels::{Planes, output_to_plane, padded, plane_to_input};
 use super::{CodecError, Model};
 
 /// Refinement steps [`super::CompressOptions`] asks for by default.
@@ -36,40 +36,39 @@ pub const DEFAULT_REFINE_STEPS: u8 = 8;
 
 /// How far latents move per unit of gradient of the squared pixel error
 /// (pixels in [0, 1], summed over a plane).
-const STEP_SIZE: f32 = 0.07;
+const STEP_SIZE: f64 = 0.07;
 
 /// The quantiser's rate weights are scaled by this while refining: the
 /// moved latents otherwise drift toward costlier codes, which the
 /// no-more-bits rule then rejects.
 const RATE_SCALE: f32 = 1.5;
 
-/// Refines `grids` (one per image, any mix of levels) of the images
-/// `planes` with `steps` steps of the search described in the module
-/// documentation. Returns grids of the same shapes.
+/// Fewest latent cells a refinement batch holds; smaller batches are
+/// padded with copies of their planes. The gradient's matrix products take
+/// other summation orders for very few rows (a matrix-vector path for one
+/// row, a short-product kernel when rows x columns <= 256), so without the
+/// padding an image of a few cells, refined alone, could round differently
+/// from the same image refined in a batch and pick other indices.
+const MIN_BATCH_CELLS: usize = 64;
+
+/// Refines the encoding of each image of `planes` at its level `levels[i]`
+/// with `steps` steps of the search described in the module documentation.
+/// Returns one grid per image, of `levels[i]` stages.
 pub(crate) fn refine_grids(
     model: &Model,
     planes: &[Planes],
-    grids: Vec<IndexGrid>,
+    levels: &[u8],
     steps: u8,
 ) -> Result<Vec<IndexGrid>, CodecError> {
-    if steps == 0 {
-        return Ok(grids);
-    }
-    let items: Vec<(&Planes, IndexGrid)> = planes.iter().zip(grids).collect();
+    let lengths = model.prior.code_lengths();
+    let items: Vec<(&Planes, u8)> = planes.iter().zip(levels.iter().copied()).collect();
     grouped(
         &items,
-        |(p, g)| {
-            (
-                padded(p.geometry.width),
-                padded(p.geometry.height),
-                g.stages,
-            )
-        },
+        |(p, level)| (padded(p.geometry.width), padded(p.geometry.height), *level),
         |(p, _)| p.planes.len(),
         |(pw, ph, stages), group| {
             let images: Vec<&Planes> = group.iter().map(|(p, _)| *p).collect();
-            let base = network_from_grids(group.iter().map(|(_, g)| g));
-            let refined = refine_group(model, &images, base, stages, pw, ph, steps)?;
+            let refined = refine_group(model, &lengths, &images, stages, pw, ph, steps)?;
             let channels: Vec<u8> = images.iter().map(|p| p.planes.len() as u8).collect();
             grids_from_network(
                 &refined,
@@ -82,19 +81,22 @@ pub(crate) fn refine_grids(
     )
 }
 
-/// Refines the indices `base` (network order: plane, stage, cell) of
-/// images padded to `pw x ph`.
+/// One image plane to match: its pixels and size.
+type Target<'a> = (&'a [u8], u32, u32);
+
+/// The refined indices (network order: plane, stage, cell) of the planes
+/// of `images`, all padded to `pw x ph` and coded with `stages` stages.
 fn refine_group(
     model: &Model,
+    lengths: &CodeLengths,
     images: &[&Planes],
-    base: Vec<u32>,
     stages: u8,
     pw: usize,
     ph: usize,
     steps: u8,
 ) -> Result<Vec<u32>, CodecError> {
-    let x = network_input(images, pw, ph)?;
-    let targets: Vec<(&[u8], u32, u32)> = images
+    let (gw, gh) = (pw / GRID_STRIDE, ph / GRID_STRIDE);
+    let mut targets: Vec<Target> = images
         .iter()
         .flat_map(|p| {
             p.planes
@@ -102,43 +104,64 @@ fn refine_group(
                 .map(|plane| (plane.as_slice(), p.geometry.width, p.geometry.height))
         })
         .collect();
+    let real = targets.len();
+    pad_batch(&mut targets, gw * gh);
+    let x = input(&targets, pw, ph)?;
     let mask = crop_mask(&targets, pw, ph)?;
-    let (gw, gh) = (pw / GRID_STRIDE, ph / GRID_STRIDE);
     let per_plane = stages as usize * gw * gh;
-    let lengths = model.prior.code_lengths();
-    let bits = |flat: &[u32]| -> Result<Vec<f64>, CodecError> {
-        flat.chunks(per_plane)
-            .map(|plane| plane_bits(&lengths, plane, stages, gw, gh))
-            .collect()
-    };
 
-    let mut z = model.net.encode_latents(&x)?;
-    let budget = bits(&base)?;
+    // The plain encoding is the first candidate, and its code lengths the
+    // budget every later one must stay within.
+    let mut z = model.net.encode_latents(&x)?.detach();
+    let (mut best, budget) = quantize_latents(model, lengths, &z, stages, 1.0)?;
     let (mut best_error, mut gradient) =
-        decode_error(model, &base, &x, &mask, &targets, stages, true)?;
-    let mut best = base;
+        decode_error(model, &best, &x, &mask, &targets, stages, true)?;
     for step in 1..=steps {
         let g = gradient
             .take()
             .ok_or_else(|| CodecError::Internal("refinement lost its gradient".into()))?;
-        z = (z - (g * f64::from(STEP_SIZE))?)?;
-        let current = quantize_latents(model, &z, stages, RATE_SCALE)?;
+        z = (z - (g * STEP_SIZE)?)?;
+        let (current, bits) = quantize_latents(model, lengths, &z, stages, RATE_SCALE)?;
         let (errors, g) = decode_error(model, &current, &x, &mask, &targets, stages, step < steps)?;
         gradient = g;
-        let current_bits = bits(&current)?;
-        for (q, ((e, b), cap)) in errors.iter().zip(&current_bits).zip(&budget).enumerate() {
-            if *e < best_error[q] && *b <= *cap {
-                best_error[q] = *e;
+        for q in 0..real {
+            if errors[q] < best_error[q] && bits[q] <= budget[q] {
+                best_error[q] = errors[q];
                 let plane = q * per_plane..(q + 1) * per_plane;
                 best[plane.clone()].copy_from_slice(&current[plane]);
             }
         }
     }
+    best.truncate(real * per_plane);
     Ok(best)
 }
 
+/// Repeats the planes of `targets` (of `cells` latent cells each) until
+/// the batch holds at least [`MIN_BATCH_CELLS`] cells.
+fn pad_batch(targets: &mut Vec<Target>, cells: usize) {
+    let real = targets.len();
+    let mut i = 0;
+    while real > 0 && targets.len() * cells < MIN_BATCH_CELLS {
+        targets.push(targets[i % real]);
+        i += 1;
+    }
+}
+
+/// The planes as the network's input `(planes, ph, pw, 1)`.
+fn input(targets: &[Target], pw: usize, ph: usize) -> Result<Tensor, CodecError> {
+    let mut input = Vec::with_capacity(targets.len() * pw * ph);
+    for &(plane, w, h) in targets {
+        plane_to_input(plane, w, h, &mut input);
+    }
+    Ok(Tensor::from_vec(
+        input,
+        (targets.len(), ph, pw, 1),
+        &Device::Cpu,
+    )?)
+}
+
 /// 1 on each plane's own pixels, 0 on the padding the decoder crops away.
-fn crop_mask(targets: &[(&[u8], u32, u32)], pw: usize, ph: usize) -> Result<Tensor, CodecError> {
+fn crop_mask(targets: &[Target], pw: usize, ph: usize) -> Result<Tensor, CodecError> {
     let mut mask = Vec::with_capacity(targets.len() * pw * ph);
     for &(_, w, h) in targets {
         for y in 0..ph {
@@ -167,7 +190,7 @@ fn decode_error(
     indices: &[u32],
     x: &Tensor,
     mask: &Tensor,
-    targets: &[(&[u8], u32, u32)],
+    targets: &[Target],
     stages: u8,
     want_gradient: bool,
 ) -> Result<(Vec<f64>, Option<Tensor>), CodecError> {
@@ -204,28 +227,38 @@ fn decode_error(
     Ok((errors, Some(gradient)))
 }
 
-/// Code length in bits of one plane's indices `(stage, cell)` under the prior.
-fn plane_bits(
-    lengths: &CodeLengths,
-    plane: &[u32],
-    stages: u8,
-    gw: usize,
-    gh: usize,
-) -> Result<f64, CodecError> {
-    let cells = gw * gh;
-    let at = |s: usize, c: usize| plane[s * cells + c] as u16;
-    let mut total = 0.0;
-    for s in 0..stages as usize {
-        for c in 0..cells {
-            let (y, xx) = (c / gw, c % gw);
-            let left = (xx > 0).then(|| at(s, c - 1));
-            let above = (y > 0).then(|| at(s, c - gw));
-            let prev = (s > 0).then(|| at(s - 1, c));
-            let table = lengths
-                .bits(s as u8, left, above, prev)
-                .ok_or_else(|| CodecError::Internal("prior lacks a stage".into()))?;
-            total += f64::from(table[at(s, c) as usize]);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4x4 plane is one latent cell: alone, the gradient's products would
+    /// take short-product paths that sum in another order than in a batch.
+    #[test]
+    fn a_one_cell_image_gets_the_same_gradient_alone_and_in_a_batch() {
+        let model = Model::default_model().unwrap();
+        let lengths = model.prior.code_lengths();
+        let pixels: Vec<u8> = (0..16).map(|i| (i * 37 % 256) as u8).collect();
+        let other: Vec<u8> = (0..16).map(|i| (i * 91 % 256) as u8).collect();
+        let gradient = |mut targets: Vec<Target>| {
+            pad_batch(&mut targets, 1);
+            let x = input(&targets, 4, 4).unwrap();
+            let mask = crop_mask(&targets, 4, 4).unwrap();
+            let z = model.net.encode_latents(&x).unwrap();
+            let (idx, _) = quantize_latents(&model, &lengths, &z, 3, 1.0).unwrap();
+            let (_, g) = decode_error(&model, &idx, &x, &mask, &targets, 3, true).unwrap();
+            g.unwrap()
+                .get(0)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let alone = gradient(vec![(&pixels, 4, 4)]);
+        let mut batch = vec![(pixels.as_slice(), 4, 4)];
+        batch.extend(std::iter::repeat_n((other.as_slice(), 4, 4), 99));
+        let in_batch = gradient(batch);
+        assert!(alone.iter().any(|&v| v != 0.0));
+        assert_eq!(alone, in_batch);
     }
-    Ok(total)
 }

@@ -100,7 +100,7 @@ impl<'m, W: Write> Encoder<'m, W> {
             &|f| standalone_size(model, embed, f),
         )?;
         let mut out = Vec::with_capacity(frames.len());
-        for f in frames {
+        for (f, _) in frames {
             self.open(f.geometry)?;
             let w = self
                 .writer

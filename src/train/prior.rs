@@ -97,7 +97,9 @@ pub fn encode_dataset_with_codec(
                     .ok_or_else(|| TrainError::BadData(format!("image {i} has the wrong size")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        grids.extend(codec::encode_indices(model, &images, model.max_level())?);
+        // The plain choices at the top level: each lower level's are a
+        // prefix of them (refined choices are not, and are not needed here).
+        grids.extend(codec::encode_indices(model, &images, model.max_level(), 0)?);
     }
     Ok(grids)
 }

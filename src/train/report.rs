@@ -5,7 +5,8 @@
 use image::DynamicImage;
 
 use crate::codec::{self, CodecError, CompressOptions, Decoder, Encoder, Model, Quality};
-use crate::entropy::{IndexGrid, cross_entropy_bits};
+use crate::entropy::{IndexGrid, cross_entropy_bits, decode_grid};
+use crate::format::FileIndex;
 
 use super::Dataset;
 
@@ -54,6 +55,29 @@ fn stage_usage(grids: &[IndexGrid], stage: usize, k: usize) -> (usize, f64) {
     (hist.iter().filter(|&&c| c > 0).count(), entropy.exp2())
 }
 
+/// The index grids of every frame of `stream`, as the decoder reads them.
+fn stream_grids(model: &Model, stream: &[u8]) -> Result<Vec<IndexGrid>, CodecError> {
+    let index = FileIndex::from_bytes(stream)?;
+    let stride = index.header().grid_stride_log2;
+    (0..index.frame_count())
+        .map(|i| {
+            let frame = index.frame(i)?;
+            let h = frame.header;
+            let (gw, gh) = h.geometry.grid_dims(stride);
+            let planes = h.geometry.channels;
+            Ok(decode_grid(
+                model.prior(),
+                h.coding_mode,
+                &frame.payload,
+                gw,
+                gh,
+                planes,
+                h.stages,
+            )?)
+        })
+        .collect()
+}
+
 /// Evaluates `model` on every image of `data` at every level, encoding with
 /// `refine_steps` steps of refinement (see [`CompressOptions`]).
 pub fn evaluate_model(
@@ -72,11 +96,6 @@ pub fn evaluate_model(
     let unigram = model.prior().fallback_only();
     let mut reports = Vec::new();
     for level in 1..=model.max_level() {
-        let grids = codec::encode_indices(model, &images, level)?;
-        let cells = grids
-            .first()
-            .map(|g| (g.grid_width * g.grid_height) as f64 * g.planes as f64)
-            .unwrap_or(0.0);
         let mut enc = Encoder::new(
             Vec::new(),
             model,
@@ -96,6 +115,11 @@ pub fn evaluate_model(
             }
         }
         let stream = enc.finish()?;
+        let grids = stream_grids(model, &stream)?;
+        let cells = grids
+            .first()
+            .map(|g| (g.grid_width * g.grid_height) as f64 * g.planes as f64)
+            .unwrap_or(0.0);
         // The stream is the file header and the frames, the last one marked
         // final; a standalone file is the header and one (final) frame.
         let per_file_overhead = stream.len().saturating_sub(file_bytes);
