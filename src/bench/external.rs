@@ -63,14 +63,14 @@ impl ExternalCodec {
     }
 
     /// Each setting's label and encoder options, chosen so the lossy sweeps
-    /// span roughly 18 to 35 dB on 28x28 digits, with steps small enough
+    /// span roughly 18 to 38 dB on 28x28 digits, with steps small enough
     /// (1 to 3 dB where vqz's levels lie) that interpolating between them
     /// does not flatter vqz: sizes grow faster than linearly in PSNR, so a
     /// chord across a wide step overstates what a codec needs.
     fn settings(self) -> Vec<(String, Vec<String>)> {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         match self {
-            ExternalCodec::WebP => [0, 3, 6, 10, 15, 20, 27, 35, 50]
+            ExternalCodec::WebP => [0, 3, 6, 10, 15, 20, 27, 35, 50, 60, 70]
                 .iter()
                 .map(|q| {
                     (
@@ -93,7 +93,7 @@ impl ExternalCodec {
                     )
                 })
                 .collect(),
-            ExternalCodec::JpegXl => ["15", "11", "8", "6", "4", "3", "2"]
+            ExternalCodec::JpegXl => ["15", "11", "8", "6", "4", "3", "2", "1.5"]
                 .iter()
                 .map(|d| (format!("d={d}"), strings(&["-e", "7", "-d", d])))
                 .collect(),

@@ -271,7 +271,10 @@ pub fn run(
 ) -> Result<BenchRun, BenchError> {
     let images = Images::from_dataset(data)?;
     let mut rows = Vec::new();
-    let mut notes = Vec::new();
+    let mut notes = vec![format!(
+        "vqz encoded with {} refinement steps (`--refine`; 0 is the plain encoder).",
+        options.refine_steps
+    )];
 
     let levels = learned::measure(model, &images, options, progress)?;
     rows.extend(levels.rows);

@@ -35,14 +35,17 @@ pub struct SpeedReport {
     pub repeats: usize,
     pub cores: usize,
     pub level: u8,
+    /// Refinement steps of the codec rows.
+    pub refine_steps: u8,
 }
 
 impl SpeedReport {
     pub fn to_markdown(&self) -> String {
         let mut s = format!(
-            "# vqz bench --speed\n\n{} CPU cores; median of {} runs; network stages and codec level: {}.\n\n\
+            "# vqz bench --speed\n\n{} CPU cores; median of {} runs; network stages and codec level: {}; \
+             codec refinement steps: {}.\n\n\
              | what | images/s | ms per run | images per run |\n|---|---:|---:|---:|\n",
-            self.cores, self.repeats, self.level
+            self.cores, self.repeats, self.level, self.refine_steps
         );
         for r in &self.rows {
             let _ = writeln!(
@@ -197,6 +200,7 @@ pub fn run(
         repeats,
         cores: cores(),
         level,
+        refine_steps,
     })
 }
 
