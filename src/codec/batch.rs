@@ -10,7 +10,8 @@ use crate::format::{CodingMode, Geometry};
 use crate::model::{GRID_STRIDE, squared_distances};
 
 use super::pixels::{
-    Planes, image_from_planes, output_to_plane, padded, plane_to_input, planes_of, psnr_db,
+    Planes, image_from_planes, network_input, output_to_plane, padded, plane_refs, planes_of,
+    psnr_db,
 };
 use super::refine::refine_grids;
 use super::{CodecError, Model, Quality};
@@ -188,19 +189,6 @@ pub(super) fn network_from_grids<'g>(grids: impl Iterator<Item = &'g IndexGrid>)
     flat
 }
 
-/// The planes of images padded to `pw x ph`, as the network's input
-/// `(planes, ph, pw, 1)`.
-pub(super) fn network_input(group: &[&Planes], pw: usize, ph: usize) -> Result<Tensor, CodecError> {
-    let count: usize = group.iter().map(|p| p.planes.len()).sum();
-    let mut input = Vec::with_capacity(count * pw * ph);
-    for p in group {
-        for plane in &p.planes {
-            plane_to_input(plane, p.geometry.width, p.geometry.height, &mut input);
-        }
-    }
-    Ok(Tensor::from_vec(input, (count, ph, pw, 1), &Device::Cpu)?)
-}
-
 /// Encodes images to index grids with `stages` stages.
 pub(crate) fn encode_grids(
     model: &Model,
@@ -213,7 +201,7 @@ pub(crate) fn encode_grids(
         |p| (padded(p.geometry.width), padded(p.geometry.height)),
         |p| p.planes.len(),
         |(pw, ph), group| {
-            let x = network_input(group, pw, ph)?;
+            let x = network_input(&plane_refs(group), pw, ph)?;
             let z = model.net.encode_latents(&x)?;
             let (flat, _) = quantize_latents(model, &lengths, &z, stages, 1.0)?;
             let channels: Vec<u8> = group.iter().map(|p| p.planes.len() as u8).collect();
@@ -371,31 +359,29 @@ pub(crate) fn encode_images(
         .zip(&levels)
         .map(|(g, &l)| Ok(g.first_stages(l)?))
         .collect::<Result<Vec<_>, CodecError>>()?;
-    let refined = if refine_steps > 0 {
-        refine_grids(model, &planes, &levels, refine_steps)?
+    let refined: Vec<Option<IndexGrid>> = if refine_steps > 0 {
+        let grids = refine_grids(model, &planes, &levels, refine_steps)?;
+        grids.into_iter().map(Some).collect()
     } else {
-        Vec::new()
+        vec![None; planes.len()]
     };
     plain
         .into_par_iter()
+        .zip(refined)
         .zip(&planes)
-        .enumerate()
-        .map(|(i, (plain, p))| {
+        .map(|((plain, refined), p)| {
             let plain_frame = entropy_code(model, p.geometry, &plain)?;
-            match refined.get(i) {
-                Some(r) => {
-                    // Code length and coded bytes differ a little (ANS
-                    // start-up, rounding to bytes): never let refinement
-                    // make a payload longer.
-                    let frame = entropy_code(model, p.geometry, r)?;
-                    Ok(if frame.payload.len() <= plain_frame.payload.len() {
-                        (frame, r.clone())
-                    } else {
-                        (plain_frame, plain)
-                    })
-                }
-                None => Ok((plain_frame, plain)),
-            }
+            let Some(refined) = refined else {
+                return Ok((plain_frame, plain));
+            };
+            // Code length and coded bytes differ a little (ANS start-up,
+            // rounding to bytes): never let refinement make a payload longer.
+            let frame = entropy_code(model, p.geometry, &refined)?;
+            Ok(if frame.payload.len() <= plain_frame.payload.len() {
+                (frame, refined)
+            } else {
+                (plain_frame, plain)
+            })
         })
         .collect()
 }

@@ -1,6 +1,7 @@
 //! Between images and what the network sees: 8-bit planes, padded to a
 //! multiple of the grid stride, as floats in [0, 1]; and back.
 
+use candle_core::{Device, Tensor};
 use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 
 use crate::format::Geometry;
@@ -67,6 +68,38 @@ pub fn to_supported(image: DynamicImage) -> (DynamicImage, Vec<Conversion>) {
 pub(crate) struct Planes {
     pub geometry: Geometry,
     pub planes: Vec<Vec<u8>>,
+}
+
+/// One plane of an image: its pixels, width and height.
+pub(crate) type PlaneRef<'a> = (&'a [u8], u32, u32);
+
+/// Every plane of `images`, in order.
+pub(crate) fn plane_refs<'a>(images: &[&'a Planes]) -> Vec<PlaneRef<'a>> {
+    images
+        .iter()
+        .flat_map(|p| {
+            p.planes
+                .iter()
+                .map(|plane| (plane.as_slice(), p.geometry.width, p.geometry.height))
+        })
+        .collect()
+}
+
+/// Planes padded to `pw x ph`, as the network's input `(planes, ph, pw, 1)`.
+pub(crate) fn network_input(
+    planes: &[PlaneRef],
+    pw: usize,
+    ph: usize,
+) -> Result<Tensor, CodecError> {
+    let mut input = Vec::with_capacity(planes.len() * pw * ph);
+    for &(plane, w, h) in planes {
+        plane_to_input(plane, w, h, &mut input);
+    }
+    Ok(Tensor::from_vec(
+        input,
+        (planes.len(), ph, pw, 1),
+        &Device::Cpu,
+    )?)
 }
 
 pub(crate) fn planes_of(image: &DynamicImage) -> Result<Planes, CodecError> {

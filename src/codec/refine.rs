@@ -28,7 +28,7 @@ use crate::entropy::{CodeLengths, IndexGrid};
 use crate::model::GRID_STRIDE;
 
 use super::batch::{grids_from_network, grouped, quantize_latents};
-use super::pixels::{Planes, output_to_plane, padded, plane_to_input};
+use super::pixels::{PlaneRef, Planes, network_input, output_to_plane, padded, plane_refs};
 use super::{CodecError, Model};
 
 /// Refinement steps [`super::CompressOptions`] asks for by default.
@@ -81,9 +81,6 @@ pub(crate) fn refine_grids(
     )
 }
 
-/// One image plane to match: its pixels and size.
-type Target<'a> = (&'a [u8], u32, u32);
-
 /// The refined indices (network order: plane, stage, cell) of the planes
 /// of `images`, all padded to `pw x ph` and coded with `stages` stages.
 fn refine_group(
@@ -96,17 +93,10 @@ fn refine_group(
     steps: u8,
 ) -> Result<Vec<u32>, CodecError> {
     let (gw, gh) = (pw / GRID_STRIDE, ph / GRID_STRIDE);
-    let mut targets: Vec<Target> = images
-        .iter()
-        .flat_map(|p| {
-            p.planes
-                .iter()
-                .map(|plane| (plane.as_slice(), p.geometry.width, p.geometry.height))
-        })
-        .collect();
+    let mut targets = plane_refs(images);
     let real = targets.len();
     pad_batch(&mut targets, gw * gh);
-    let x = input(&targets, pw, ph)?;
+    let x = network_input(&targets, pw, ph)?;
     let mask = crop_mask(&targets, pw, ph)?;
     let per_plane = stages as usize * gw * gh;
 
@@ -115,15 +105,15 @@ fn refine_group(
     let mut z = model.net.encode_latents(&x)?.detach();
     let (mut best, budget) = quantize_latents(model, lengths, &z, stages, 1.0)?;
     let (mut best_error, mut gradient) =
-        decode_error(model, &best, &x, &mask, &targets, stages, true)?;
-    for step in 1..=steps {
-        let g = gradient
-            .take()
-            .ok_or_else(|| CodecError::Internal("refinement lost its gradient".into()))?;
+        decode_error(model, &best, &x, &mask, &targets, stages, steps > 0)?;
+    let mut step = 0;
+    while let Some(g) = gradient {
+        step += 1;
         z = (z - (g * STEP_SIZE)?)?;
         let (current, bits) = quantize_latents(model, lengths, &z, stages, RATE_SCALE)?;
-        let (errors, g) = decode_error(model, &current, &x, &mask, &targets, stages, step < steps)?;
-        gradient = g;
+        let errors;
+        (errors, gradient) =
+            decode_error(model, &current, &x, &mask, &targets, stages, step < steps)?;
         for q in 0..real {
             if errors[q] < best_error[q] && bits[q] <= budget[q] {
                 best_error[q] = errors[q];
@@ -138,7 +128,7 @@ fn refine_group(
 
 /// Repeats the planes of `targets` (of `cells` latent cells each) until
 /// the batch holds at least [`MIN_BATCH_CELLS`] cells.
-fn pad_batch(targets: &mut Vec<Target>, cells: usize) {
+fn pad_batch(targets: &mut Vec<PlaneRef>, cells: usize) {
     let real = targets.len();
     let mut i = 0;
     while real > 0 && targets.len() * cells < MIN_BATCH_CELLS {
@@ -147,21 +137,8 @@ fn pad_batch(targets: &mut Vec<Target>, cells: usize) {
     }
 }
 
-/// The planes as the network's input `(planes, ph, pw, 1)`.
-fn input(targets: &[Target], pw: usize, ph: usize) -> Result<Tensor, CodecError> {
-    let mut input = Vec::with_capacity(targets.len() * pw * ph);
-    for &(plane, w, h) in targets {
-        plane_to_input(plane, w, h, &mut input);
-    }
-    Ok(Tensor::from_vec(
-        input,
-        (targets.len(), ph, pw, 1),
-        &Device::Cpu,
-    )?)
-}
-
 /// 1 on each plane's own pixels, 0 on the padding the decoder crops away.
-fn crop_mask(targets: &[Target], pw: usize, ph: usize) -> Result<Tensor, CodecError> {
+fn crop_mask(targets: &[PlaneRef], pw: usize, ph: usize) -> Result<Tensor, CodecError> {
     let mut mask = Vec::with_capacity(targets.len() * pw * ph);
     for &(_, w, h) in targets {
         for y in 0..ph {
@@ -190,7 +167,7 @@ fn decode_error(
     indices: &[u32],
     x: &Tensor,
     mask: &Tensor,
-    targets: &[Target],
+    targets: &[PlaneRef],
     stages: u8,
     want_gradient: bool,
 ) -> Result<(Vec<f64>, Option<Tensor>), CodecError> {
@@ -239,9 +216,9 @@ mod tests {
         let lengths = model.prior.code_lengths();
         let pixels: Vec<u8> = (0..16).map(|i| (i * 37 % 256) as u8).collect();
         let other: Vec<u8> = (0..16).map(|i| (i * 91 % 256) as u8).collect();
-        let gradient = |mut targets: Vec<Target>| {
+        let gradient = |mut targets: Vec<PlaneRef>| {
             pad_batch(&mut targets, 1);
-            let x = input(&targets, 4, 4).unwrap();
+            let x = network_input(&targets, 4, 4).unwrap();
             let mask = crop_mask(&targets, 4, 4).unwrap();
             let z = model.net.encode_latents(&x).unwrap();
             let (idx, _) = quantize_latents(&model, &lengths, &z, 3, 1.0).unwrap();
