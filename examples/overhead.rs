@@ -58,25 +58,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let stream = writer.finish()?;
         let n = test.len() as f64;
 
-        // One-frame file: everything but the payload.
+        // One-frame file, its frame final (as the codec writes it):
+        // everything but the payload.
         let (mode, payload) = encode_grid(&prior, &test[0])?;
-        let mut one = Writer::new(Vec::new(), &header, None)?;
-        one.write_frame(mode, stages, geometry, &payload)?;
-        let one = one.finish()?;
+        let one = Writer::new(Vec::new(), &header, None)?
+            .finish_with_frame(mode, stages, geometry, &payload)?;
 
         let frames = Reader::new(&stream[..])?.count();
         assert_eq!(frames, test.len());
         let header_bytes = header.to_bytes()?.len();
+        // The stream ends with the end marker: tag and a 2-byte count.
         let per_frame =
             (stream.len() as f64 - header_bytes as f64 - 3.0 - payload_bytes as f64) / n;
 
         println!("== {stages} stage(s), K = {K}, 7x7 grid, prior {prior_bytes} bytes ==");
         println!(
-            "one-frame file: {} bytes = {} payload + {} overhead (header {header_bytes}, frame {}, end marker 2)",
+            "one-frame file: {} bytes = {} payload + {} overhead (header {header_bytes}, final frame {})",
             one.len(),
             payload.len(),
             one.len() - payload.len(),
-            one.len() - payload.len() - header_bytes - 2,
+            one.len() - payload.len() - header_bytes,
         );
         println!(
             "10,000-frame stream: {} bytes, payload {:.2} B/frame, container overhead {:.3} B/frame",

@@ -226,7 +226,7 @@ fn streams_round_trip_and_a_cut_stream_keeps_its_complete_frames() {
         assert_eq!(alone.as_bytes(), d.image.as_bytes());
     }
     // Cut inside frame 5: frames 0-4 come back, then an error.
-    let cut: usize = 11
+    let cut: usize = 10
         + sums[..5]
             .iter()
             .map(|s| s.frame_bytes as usize)
@@ -244,10 +244,18 @@ fn streams_round_trip_and_a_cut_stream_keeps_its_complete_frames() {
     assert_eq!(good, 5);
     assert!(err.to_string().contains("truncated"), "{err}");
 
-    // The stream is the header and its frames, the last marked final: no
-    // end marker. Cut right before the final frame, it is truncated.
-    let frames: usize = sums.iter().map(|s| s.frame_bytes as usize).sum();
-    assert_eq!(bytes.len(), 11 + frames);
+    // The stream is the header (10 bytes: 28x28 is square) and its frames,
+    // the last marked final, without a payload length: no end marker. Cut
+    // right before the final frame, it is truncated.
+    let frames: usize = sums[..9].iter().map(|s| s.frame_bytes as usize).sum();
+    assert_eq!(
+        bytes.len(),
+        10 + frames + sums[9].final_frame_bytes as usize
+    );
+    assert!(
+        sums.iter()
+            .all(|s| s.final_frame_bytes + 1 == s.frame_bytes)
+    );
     let index = vqz::format::FileIndex::from_bytes(&bytes).unwrap();
     let finals: Vec<bool> = index
         .frames()
@@ -255,7 +263,7 @@ fn streams_round_trip_and_a_cut_stream_keeps_its_complete_frames() {
         .map(|f| f.header.final_frame)
         .collect();
     assert_eq!(finals, [vec![false; 9], vec![true]].concat());
-    let before_last = bytes.len() - sums[9].frame_bytes as usize;
+    let before_last = bytes.len() - sums[9].final_frame_bytes as usize;
     let mut dec = Decoder::new(&bytes[..before_last], &[&model]).unwrap();
     assert_eq!(dec.next_batch(100).unwrap().len(), 9);
     let err = dec.next_batch(100).unwrap_err();
@@ -273,8 +281,8 @@ fn streams_round_trip_and_a_cut_stream_keeps_its_complete_frames() {
 fn a_stream_with_no_image_ends_with_the_end_marker() {
     let model = Model::default_model().unwrap();
     let bytes = Encoder::new(Vec::new(), &model, level(1)).finish().unwrap();
-    assert_eq!(bytes.len(), 11 + 2);
-    assert_eq!(&bytes[11..], [0x81, 0x00]);
+    assert_eq!(bytes.len(), 10 + 2);
+    assert_eq!(&bytes[10..], [0x81, 0x00]);
     let mut dec = Decoder::new(&bytes[..], &[&model]).unwrap();
     assert!(dec.next_batch(10).unwrap().is_empty());
     assert!(matches!(
@@ -292,12 +300,14 @@ fn a_one_image_file_is_its_frame_plus_the_header() {
     let streamed = enc.finish().unwrap();
     let bytes = codec::compress(&model, img, &level(1)).unwrap();
     assert_eq!(bytes, streamed);
-    // 11 bytes of header, then the frame (6 bytes around its payload for a
-    // payload under 128 bytes), marked final: 17 bytes of overhead.
-    assert_eq!(bytes.len() as u64, 11 + sum.frame_bytes);
-    assert_eq!(bytes.len(), sum.payload_bytes + 17);
-    assert_eq!(bytes[3], 0x20, "format 2.0");
-    assert_eq!(bytes[11] & 0x20, 0x20, "the frame is final");
+    // 10 bytes of header (the image is square: no height), then the frame
+    // marked final (5 bytes around its payload: descriptor and CRC-32, no
+    // payload length): 15 bytes of overhead.
+    assert_eq!(bytes.len() as u64, 10 + sum.final_frame_bytes);
+    assert_eq!(bytes.len(), sum.payload_bytes + 15);
+    assert_eq!(bytes[3], 0x30, "format 3.0");
+    assert_eq!(bytes[4] & 0x40, 0x40, "square");
+    assert_eq!(bytes[10] & 0x20, 0x20, "the frame is final");
     // Anything after the final frame is an error.
     for extra in [0x00u8, 0x81, 0xff] {
         let mut longer = bytes.clone();

@@ -139,7 +139,7 @@ fn embedded_grids() -> Vec<(Geometry, IndexGrid)> {
     ]
 }
 
-/// A 2.0 stream ended the other way: frames written as they come, then the
+/// A 3.0 stream ended the other way: frames written as they come, then the
 /// end marker (as a writer that cannot know its last frame ends one).
 fn write_embedded() -> Vec<u8> {
     let prior = Prior::uniform(&[16, 16]).unwrap();
@@ -272,8 +272,11 @@ fn golden_digits_decode_to_their_indices() {
         .collect();
     assert_eq!(write_digits(&prior_bytes, &prior, &grids), bytes);
 
-    // Format 2.0, ended by its last frame marked final (no end marker).
-    assert_eq!(reader.header().version_major, 2);
+    // Format 3.0: square (no height stored), ended by its last frame marked
+    // final, which stores no payload length (no end marker).
+    assert_eq!(reader.header().version_major, 3);
+    assert_eq!(&bytes[3..5], [0x30, 0x50]);
+    assert_eq!(bytes[10], 0x08, "frame 0 follows the width");
     let index = FileIndex::from_bytes(&bytes).unwrap();
     let finals: Vec<bool> = index
         .frames()
@@ -290,44 +293,14 @@ fn golden_digits_decode_to_their_indices() {
     assert_eq!(last.offset + last.len_bytes, bytes.len() as u64);
 }
 
-#[test]
-fn golden_version_1_file_still_reads() {
-    let prior_bytes = read_golden("synthetic.vqzp");
-    let prior = Prior::from_bytes(&prior_bytes).unwrap();
-    let v1 = read_golden("digits-v1.vqz");
-    let v2 = read_golden("digits.vqz");
-    let reader = Reader::new(&v1[..]).unwrap();
-    assert_eq!(
-        (reader.header().version_major, reader.header().version_minor),
-        (1, 0)
-    );
-    assert_eq!(v1[3], 0x10);
-    // The same frames as the 2.0 file, none marked final: the 1.0 stream
-    // ends with the end marker (tag 0x81, count 10).
-    let expected = String::from_utf8(read_golden("digits.indices")).unwrap();
-    let lines = decode_file(&v1, &prior).unwrap();
-    assert_eq!(lines, expected.lines().collect::<Vec<_>>());
-    assert_eq!(&v1[v1.len() - 2..], [0x81, 10]);
-    let old: Vec<_> = Reader::new(&v1[..])
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let new: Vec<_> = Reader::new(&v2[..])
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(old.len(), 10);
-    assert!(old.iter().all(|f| !f.header.final_frame));
-    for (mut a, b) in old.into_iter().zip(new) {
-        a.header.final_frame = b.header.final_frame;
-        assert_eq!(a, b);
-    }
-    // Rewritten by the 2.0 writer, its last frame final, it is the 2.0 golden.
-    let index = FileIndex::from_bytes(&v1).unwrap();
-    assert_eq!(index.frame_count(), 10);
-    let mut writer = Writer::new(Vec::new(), reader.header(), None).unwrap();
-    for n in 0..9 {
-        let f = index.frame(n).unwrap();
+/// Rewrites an older file's frames with this crate's writer (format 3.0),
+/// its last frame final.
+fn rewrite(bytes: &[u8]) -> Vec<u8> {
+    let index = FileIndex::from_bytes(bytes).unwrap();
+    let mut writer = Writer::new(Vec::new(), index.header(), None).unwrap();
+    let (last, rest) = index.frames().split_last().unwrap();
+    for entry in rest {
+        let f = index.frame(entry.number).unwrap();
         writer
             .write_frame(
                 f.header.coding_mode,
@@ -337,16 +310,63 @@ fn golden_version_1_file_still_reads() {
             )
             .unwrap();
     }
-    let f = index.frame(9).unwrap();
-    let rewritten = writer
+    let f = index.frame(last.number).unwrap();
+    writer
         .finish_with_frame(
             f.header.coding_mode,
             f.header.stages,
             f.header.geometry,
             &f.payload,
         )
-        .unwrap();
-    assert_eq!(rewritten, v2);
+        .unwrap()
+}
+
+#[test]
+fn golden_files_of_older_versions_still_read() {
+    let prior_bytes = read_golden("synthetic.vqzp");
+    let prior = Prior::from_bytes(&prior_bytes).unwrap();
+    let expected = String::from_utf8(read_golden("digits.indices")).unwrap();
+    let expected: Vec<&str> = expected.lines().collect();
+    let v1 = read_golden("digits-v1.vqz");
+    let v2 = read_golden("digits-v2.vqz");
+    let v3 = read_golden("digits.vqz");
+    let read_all = |bytes: &[u8]| -> Vec<vqz::format::Frame> {
+        Reader::new(bytes)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let new = read_all(&v3);
+    for (bytes, version, ends_final) in [(&v1, (1, 0), false), (&v2, (2, 0), true)] {
+        let reader = Reader::new(&bytes[..]).unwrap();
+        let header = reader.header();
+        assert_eq!((header.version_major, header.version_minor), version);
+        assert_eq!(bytes[3], version.0 << 4);
+        // The height is stored (no square flag before 3.0).
+        assert_eq!(&bytes[9..11], [28, 28]);
+        assert_eq!(decode_file(bytes, &prior).unwrap(), expected);
+        let old = read_all(bytes);
+        assert_eq!(old.len(), 10);
+        assert!(old[..9].iter().all(|f| !f.header.final_frame));
+        assert_eq!(old[9].header.final_frame, ends_final);
+        for (mut a, b) in old.into_iter().zip(new.iter()) {
+            a.header.final_frame = b.header.final_frame;
+            assert_eq!(&a, b);
+        }
+        // Rewritten by this crate's writer it is the 3.0 golden.
+        assert_eq!(rewrite(bytes), v3);
+    }
+    // The 1.0 stream ends with the end marker (tag 0x81, count 10); the 2.0
+    // one with a final frame that still stores its payload length.
+    assert_eq!(&v1[v1.len() - 2..], [0x81, 10]);
+    let index = FileIndex::from_bytes(&v2).unwrap();
+    let last = index.frames().last().unwrap();
+    assert_eq!(last.offset + last.len_bytes, v2.len() as u64);
+    assert_eq!(
+        last.len_bytes,
+        1 + 1 + u64::from(last.header.payload_len) + 4
+    );
+    assert_eq!(v2.len(), v3.len() + 2, "square flag and no final length");
 }
 
 #[test]
@@ -373,8 +393,10 @@ fn golden_embedded_file_decodes() {
         assert_eq!(back, grid);
     }
     assert!(reader.next_frame().unwrap().is_none());
-    // Frames written as they came, then the end marker (2 frames).
-    assert_eq!(bytes[3], 0x20);
+    // Frames written as they came, then the end marker (2 frames); 12x8 is
+    // not square, so the height is stored.
+    assert_eq!(bytes[3], 0x30);
+    assert_eq!(&bytes[9..11], [12, 8]);
     assert_eq!(&bytes[bytes.len() - 2..], [0x81, 2]);
     assert_eq!(
         reader
@@ -395,6 +417,7 @@ fn every_bit_flip_of_a_golden_file_is_rejected() {
     for (name, prior) in [
         ("digits.vqz", &prior),
         ("digits-v1.vqz", &prior),
+        ("digits-v2.vqz", &prior),
         ("embedded.vqz", &uniform),
         ("spec-example.vqz", &uniform),
     ] {

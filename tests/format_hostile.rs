@@ -1,6 +1,6 @@
 //! Hostile inputs: huge declared lengths and dimensions, a varint that never
 //! ends, hostile prior bytes, data after the final frame, a final-frame flag
-//! in a 1.x file. Each gives a clear error quickly, and a counting allocator
+//! in a 1.x file, a square flag before 3.0. Each gives a clear error quickly, and a counting allocator
 //! proves no large allocation happens on the way.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -65,6 +65,19 @@ fn header_bytes() -> Vec<u8> {
     )
     .to_bytes()
     .unwrap()
+}
+
+/// A 28x28 grey header of `version` (major and minor nibbles) as its writer
+/// made it: before 3.0 the height is stored, since 3.0 the square flag
+/// (flags bit 6) stands for it.
+fn header_bytes_of(version: u8) -> Vec<u8> {
+    let mut bytes = vec![0x76, 0x71, 0x7a, version, 0x10, 1, 2, 3, 4, 28];
+    if version >> 4 >= 3 {
+        bytes[4] |= 0x40;
+    } else {
+        bytes.push(28);
+    }
+    bytes
 }
 
 fn read_all(bytes: &[u8]) -> Result<usize, FormatError> {
@@ -189,27 +202,54 @@ fn clear_messages_for_bad_files() {
         err.to_string(),
         "not a vqz file: expected magic 76 71 7a (\"vqz\"), found [50, 4e, 47]"
     );
-    assert_eq!(header_bytes()[3], 0x20, "the writer writes 2.0");
-    for (version, major) in [(0x33, 3), (0x03, 0), (0xF0, 15)] {
+    assert_eq!(
+        header_bytes(),
+        header_bytes_of(0x30),
+        "the writer writes 3.0"
+    );
+    for (version, major) in [(0x43, 4), (0x03, 0), (0xF0, 15)] {
         let mut bytes = header_bytes();
         bytes[3] = version;
         let err = read_all(&bytes).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("file is vqz format {major}.x; this reader supports 1.x to 2.x")
+            format!("file is vqz format {major}.x; this reader supports 1.x to 3.x")
         );
     }
-    // Every minor version of 1 and 2 is read (CRCs cover the header as written).
-    for version in [0x10, 0x1F, 0x20, 0x2F] {
-        let mut bytes = header_bytes();
-        bytes[3] = version;
+    // Every minor version of 1, 2 and 3 is read (CRCs cover the header as written).
+    for version in [0x10, 0x1F, 0x20, 0x2F, 0x30, 0x3F] {
+        let mut bytes = header_bytes_of(version);
         bytes.extend_from_slice(&[0x81, 0x00]);
         assert_eq!(read_all(&bytes).unwrap(), 0, "version {version:#04x}");
     }
+    // Flags bit 7 is reserved; bit 6 (square) too before 3.0.
     let mut bytes = header_bytes();
-    bytes[4] |= 0x40;
+    bytes[4] |= 0x80;
     let err = read_all(&bytes).unwrap_err();
-    assert!(err.to_string().contains("reserved bits 6-7 clear"), "{err}");
+    assert!(err.to_string().contains("reserved bit 7 clear"), "{err}");
+    for version in [0x10, 0x20] {
+        let mut bytes = header_bytes_of(version);
+        bytes[4] |= 0x40;
+        bytes.extend_from_slice(&[0x81, 0x00]);
+        let err = read_all(&bytes).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "expected reserved bits 6-7 clear (a 1.x or 2.x file has no square flag), found 0x50"
+            ),
+            "{err}"
+        );
+    }
+    // A 3.x header that stores a height equal to its width: one encoding
+    // per header, so refused.
+    let mut bytes = header_bytes_of(0x20);
+    bytes[3] = 0x30;
+    bytes.extend_from_slice(&[0x81, 0x00]);
+    let err = read_all(&bytes).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "file header, byte 10: invalid height: expected a height other than the width \
+         (flags bit 6 marks a square image), found 28"
+    );
     let mut bytes = header_bytes();
     bytes.extend_from_slice(&[0x81, 0x03]);
     let err = read_all(&bytes).unwrap_err();
@@ -247,8 +287,8 @@ fn crc_mismatch_names_the_frame() {
             .unwrap();
     }
     let mut bytes = writer.finish().unwrap();
-    // Frame 3's payload starts at 11 + 3 * 11 + 2.
-    bytes[11 + 3 * 11 + 2] ^= 0x10;
+    // Frame 3's payload starts at 10 + 3 * 11 + 2.
+    bytes[10 + 3 * 11 + 2] ^= 0x10;
     let mut reader = Reader::new(&bytes[..]).unwrap();
     for _ in 0..3 {
         reader.next_frame().unwrap().unwrap();
@@ -326,7 +366,7 @@ fn digit() -> Geometry {
     }
 }
 
-/// A 2.0 stream of two frames, the second final.
+/// A 3.0 stream of two frames, the second final (no payload length).
 fn final_frame_stream() -> Vec<u8> {
     let header = FileHeader::new(ModelId([1, 2, 3, 4]), digit(), 2);
     let mut writer = vqz::format::Writer::new(Vec::new(), &header, None).unwrap();
@@ -342,35 +382,44 @@ fn final_frame_stream() -> Vec<u8> {
 fn any_byte_after_the_final_frame_is_rejected() {
     let clean = final_frame_stream();
     assert_eq!(read_all(&clean).unwrap(), 2);
+    // The final frame: descriptor at byte 21, 3 payload bytes, CRC-32.
+    assert_eq!(clean.len(), 10 + 11 + 1 + 3 + 4);
     let mut tails: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     tails.push(vec![0x81, 0x02]); // an end marker after the final frame
     tails.push(vec![0x81, 0x01]);
-    tails.push(clean[11..].to_vec()); // both frames again
+    tails.push(clean[10..].to_vec()); // both frames again
     tails.push(clean.clone()); // a whole second stream
     tails.push(vec![0; 100_000]); // stays under the allocation bound of the other tests
+    tails.push(vec![0; 147 - 3]); // payload just at its bound (98 symbols, 12 bits)
+    tails.push(vec![0; 147 - 3 + 1]); // one byte over it
     for tail in tails {
         let mut bytes = clean.clone();
         bytes.extend_from_slice(&tail);
-        // Both frames come back, then the error.
+        // Frame 0 comes back; the final frame, which runs to the end of the
+        // input, takes the tail in and fails.
         let mut reader = Reader::new(&bytes[..]).unwrap();
         reader.next_frame().unwrap().unwrap();
-        let last = reader.next_frame().unwrap().unwrap();
-        assert!(last.header.final_frame);
         let err = small_allocations(|| reader.next_frame()).unwrap_err();
         let message = err.to_string();
-        assert_eq!(
-            message,
-            format!(
-                "block after frame 1, byte {}: invalid end of stream: expected the end of the \
-                 input (frame 1 is the final frame), found data after the final frame (byte {:#04x})",
-                clean.len(),
-                tail[0]
-            )
-        );
-        assert!(
-            matches!(err, FormatError::Malformed { offset, .. } if offset == clean.len() as u64),
-            "{err}"
-        );
+        if tail.len() > 147 - 3 {
+            // More than the payload bound and its CRC: the reader stops
+            // reading at the bound.
+            assert_eq!(
+                message,
+                "frame 1, byte 22: invalid final frame payload: expected at most 147 bytes of \
+                 payload, then the CRC-32 and the end of the input, found more bytes (data \
+                 after the final frame)"
+            );
+        } else {
+            assert!(
+                matches!(err, FormatError::FinalFrameCrcMismatch { frame: 1, .. }),
+                "{err}"
+            );
+            assert!(
+                message.contains("has data after the final frame"),
+                "{message}"
+            );
+        }
         // Errors are final.
         assert!(matches!(
             reader.next_frame(),
@@ -378,6 +427,33 @@ fn any_byte_after_the_final_frame_is_rejected() {
         ));
         assert!(FileIndex::from_bytes(&bytes).is_err());
         assert!(read_all(&bytes).is_err());
+    }
+}
+
+#[test]
+fn any_byte_after_a_2_0_final_frame_is_rejected() {
+    // In a 2.0 file the final frame stores its payload length, so the reader
+    // returns it and then finds the extra byte.
+    let header = header_bytes_of(0x20);
+    let mut clean = header.clone();
+    clean.extend_from_slice(&frame_block(&header, 0, &[0x28, 0x02, 0x2a, 0x17]));
+    assert_eq!(read_all(&clean).unwrap(), 1);
+    for tail in [vec![0x00], vec![0x81, 0x01], clean[11..].to_vec()] {
+        let mut bytes = clean.clone();
+        bytes.extend_from_slice(&tail);
+        let mut reader = Reader::new(&bytes[..]).unwrap();
+        assert!(reader.next_frame().unwrap().unwrap().header.final_frame);
+        let err = reader.next_frame().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "block after frame 0, byte {}: invalid end of stream: expected the end of the \
+                 input (frame 0 is the final frame), found data after the final frame (byte {:#04x})",
+                clean.len(),
+                tail[0]
+            )
+        );
+        assert!(FileIndex::from_bytes(&bytes).is_err());
     }
 }
 
@@ -395,8 +471,7 @@ fn frame_block(header: &[u8], number: u64, frame: &[u8]) -> Vec<u8> {
 
 #[test]
 fn final_frame_flag_in_a_version_1_file_is_rejected() {
-    let mut header = header_bytes();
-    header[3] = 0x10;
+    let header = header_bytes_of(0x10);
     // Descriptor 0x08 (1 stage, ANS), payload length 2, payload: a valid 1.0
     // file once the end marker follows.
     let plain = frame_block(&header, 0, &[0x08, 0x02, 0x2a, 0x17]);
@@ -419,9 +494,14 @@ fn final_frame_flag_in_a_version_1_file_is_rejected() {
         assert!(FileIndex::from_bytes(&bytes).is_err());
     }
     // In a 2.0 file the same bytes are a final frame...
-    let header = header_bytes();
+    let header = header_bytes_of(0x20);
     let mut bytes = header.clone();
     bytes.extend_from_slice(&frame_block(&header, 0, &[0x28, 0x02, 0x2a, 0x17]));
+    assert_eq!(read_all(&bytes).unwrap(), 1);
+    // ...and in a 3.0 file too, without its payload length...
+    let header = header_bytes();
+    let mut bytes = header.clone();
+    bytes.extend_from_slice(&frame_block(&header, 0, &[0x28, 0x2a, 0x17]));
     assert_eq!(read_all(&bytes).unwrap(), 1);
     // ...and bit 6 is still reserved.
     let mut bytes = header.clone();
@@ -438,22 +518,33 @@ fn final_frame_flag_in_a_version_1_file_is_rejected() {
 fn the_final_flag_is_under_the_crc() {
     let clean = final_frame_stream();
     // The final frame starts after the header and frame 0 (1 + 1 + 5 + 4).
-    let at = 11 + 11;
+    let at = 10 + 11;
     assert_eq!(clean[at], 0x21);
-    // Cleared: no longer final, and the CRC no longer matches.
+    // Cleared: no longer final, so its first payload byte (9) reads as a
+    // payload length that runs past the end of the input.
     let mut bytes = clean.clone();
     bytes[at] ^= 0x20;
     let err = read_all(&bytes).unwrap_err();
-    assert!(
-        matches!(err, FormatError::CrcMismatch { frame: 1, .. }),
-        "{err}"
-    );
-    // Set on frame 0: it would end the stream early; the CRC says no.
-    let mut bytes = clean.clone();
-    bytes[11] ^= 0x20;
+    assert!(matches!(err, FormatError::Truncated { .. }), "{err}");
+    // The same with a payload that fits: the CRC no longer matches.
+    let header = FileHeader::new(ModelId([1, 2, 3, 4]), digit(), 2);
+    let mut bytes = vqz::format::Writer::new(Vec::new(), &header, None)
+        .unwrap()
+        .finish_with_frame(CodingMode::Stored, 2, digit(), &[1, 9, 9, 9, 9, 9])
+        .unwrap();
+    bytes[10] ^= 0x20;
     let err = read_all(&bytes).unwrap_err();
     assert!(
         matches!(err, FormatError::CrcMismatch { frame: 0, .. }),
+        "{err}"
+    );
+    // Set on frame 0: it would end the stream early, running to the end of
+    // the input; the CRC says no.
+    let mut bytes = clean.clone();
+    bytes[10] ^= 0x20;
+    let err = read_all(&bytes).unwrap_err();
+    assert!(
+        matches!(err, FormatError::FinalFrameCrcMismatch { frame: 0, .. }),
         "{err}"
     );
 }

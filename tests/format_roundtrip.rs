@@ -86,9 +86,12 @@ fn file_index_opens_files() {
     assert_eq!(index.frame(3).unwrap().payload, [4; 7]);
     assert!(!index.frame(3).unwrap().header.final_frame);
     assert!(index.frame(4).unwrap().header.final_frame);
-    // Header and frames, nothing else: the final frame ends the file.
+    // Header (10 bytes: square) and frames, nothing else: the final frame
+    // ends the file, and stores no payload length.
     let total: u64 = index.frames().iter().map(|e| e.len_bytes).sum();
-    assert_eq!(total + 11, index.len_bytes());
+    assert_eq!(total + 10, index.len_bytes());
+    assert_eq!(index.frames()[3].len_bytes, 1 + 1 + 7 + 4);
+    assert_eq!(index.frames()[4].len_bytes, 1 + 7 + 4);
 }
 
 #[test]
@@ -98,8 +101,8 @@ fn a_stream_of_no_frames_ends_with_the_end_marker() {
         .unwrap()
         .finish()
         .unwrap();
-    assert_eq!(bytes.len(), 11 + 2);
-    assert_eq!(&bytes[11..], [0x81, 0x00]);
+    assert_eq!(bytes.len(), 10 + 2);
+    assert_eq!(&bytes[10..], [0x81, 0x00]);
     let mut reader = Reader::new(&bytes[..]).unwrap();
     assert!(reader.next_frame().unwrap().is_none());
     assert_eq!(FileIndex::from_bytes(&bytes).unwrap().frame_count(), 0);
@@ -118,7 +121,7 @@ fn check_frame_agrees_with_write_frame() {
         let payload = vec![3; len];
         let before = writer.bytes_written();
         let block = writer
-            .check_frame(CodingMode::Ans, stages, geometry, &payload)
+            .check_frame(CodingMode::Ans, stages, geometry, &payload, false)
             .unwrap();
         writer
             .write_frame(CodingMode::Ans, stages, geometry, &payload)
@@ -132,7 +135,12 @@ fn check_frame_agrees_with_write_frame() {
         let g = header.default_geometry;
         assert!(
             writer
-                .check_frame(CodingMode::Ans, stages, g, &payload)
+                .check_frame(CodingMode::Ans, stages, g, &payload, false)
+                .is_err()
+        );
+        assert!(
+            writer
+                .check_frame(CodingMode::Ans, stages, g, &payload, true)
                 .is_err()
         );
         assert!(
@@ -147,6 +155,23 @@ fn check_frame_agrees_with_write_frame() {
         .finish_with_frame(CodingMode::Ans, 1, header.default_geometry, &[1; 75])
         .unwrap_err();
     assert!(err.to_string().contains("over the bound"), "{err}");
+
+    // A final frame takes the bytes `check_frame` says: no payload length.
+    let writer = Writer::new(Vec::new(), &header, None).unwrap();
+    let g = header.default_geometry;
+    let payload = [7u8; 30];
+    let before = writer.bytes_written();
+    let as_final = writer
+        .check_frame(CodingMode::Stored, 3, g, &payload, true)
+        .unwrap();
+    let not_final = writer
+        .check_frame(CodingMode::Stored, 3, g, &payload, false)
+        .unwrap();
+    assert_eq!(not_final, as_final + 1);
+    let bytes = writer
+        .finish_with_frame(CodingMode::Stored, 3, g, &payload)
+        .unwrap();
+    assert_eq!(bytes.len() as u64 - before, as_final);
 }
 
 fn geometry() -> impl Strategy<Value = Geometry> {
@@ -162,9 +187,16 @@ fn geometry() -> impl Strategy<Value = Geometry> {
         })
 }
 
+/// Headers, half of them square (format 3.0 stores no height for those).
 fn header() -> impl Strategy<Value = FileHeader> {
-    (any::<[u8; 4]>(), geometry(), 0u8..=7)
-        .prop_map(|(id, g, stride)| FileHeader::new(ModelId(id), g, stride))
+    (any::<[u8; 4]>(), geometry(), 0u8..=7, any::<bool>()).prop_map(
+        |(id, mut g, stride, square)| {
+            if square {
+                g.height = g.width;
+            }
+            FileHeader::new(ModelId(id), g, stride)
+        },
+    )
 }
 
 proptest! {
@@ -187,7 +219,7 @@ proptest! {
             let mode = if ans { CodingMode::Ans } else { CodingMode::Stored };
             let symbols = geometry.symbol_count(header.grid_stride_log2, stages);
             let fits = symbols <= 1 << 22 && payload.len() as u64 <= (symbols * 12).div_ceil(8);
-            let checked = writer.check_frame(mode, stages, geometry, &payload);
+            let checked = writer.check_frame(mode, stages, geometry, &payload, false);
             prop_assert_eq!(checked.is_ok(), fits);
             if fits {
                 valid.push(Frame {

@@ -1,6 +1,7 @@
 //! An independent container reader written from `spec/vqz-format.md` alone
-//! (sections 1-7: conventions, file header, blocks, frames with the 2.0
-//! final-frame flag, limits, sections, end marker), checked against the
+//! (sections 1-7: conventions, file header with the 3.0 square flag, blocks,
+//! frames with the 2.0 final-frame flag and the 3.0 final frame without a
+//! payload length, limits, sections, end marker), checked against the
 //! library's `Reader` on the golden files, every cut and every bit flip of
 //! them, bytes after their end, and many mutations. If the code and the spec
 //! disagree on what a file holds or whether it is valid, this fails.
@@ -87,13 +88,15 @@ fn spec_read(data: &[u8]) -> Result<Vec<SpecFrame>, String> {
     }
     let version = b.u8()?;
     let major = version >> 4;
-    if major != 1 && major != 2 {
+    if !(1..=3).contains(&major) {
         return Err(format!("version {major}"));
     }
     let flags = b.u8()?;
-    if flags & 0xc0 != 0 {
+    let reserved_flags = if major >= 3 { 0x80 } else { 0xc0 };
+    if flags & reserved_flags != 0 {
         return Err("flags".into());
     }
+    let square = flags & 0x40 != 0;
     let channels = match (flags >> 1) & 3 {
         0 => 1,
         1 => 3,
@@ -104,7 +107,15 @@ fn spec_read(data: &[u8]) -> Result<Vec<SpecFrame>, String> {
     let model_embedded = flags & 1 != 0;
     b.take(4)?;
     let width = dimension(b.varint(32)?)?;
-    let height = dimension(b.varint(32)?)?;
+    let height = if square {
+        width
+    } else {
+        let height = dimension(b.varint(32)?)?;
+        if major >= 3 && height == width {
+            return Err("height stored for a square image".into());
+        }
+        height
+    };
     let default = (width, height, channels);
     let header = &data[..b.pos];
 
@@ -143,7 +154,13 @@ fn spec_read(data: &[u8]) -> Result<Vec<SpecFrame>, String> {
                 if n > 1 << 22 {
                     return Err("symbols".into());
                 }
-                let len = b.varint(32)?;
+                let final_frame = tag & 0x20 != 0;
+                // A 3.x final frame runs to the CRC-32 at the end of the input.
+                let len = if major >= 3 && final_frame {
+                    (data.len() - b.pos).checked_sub(4).ok_or("truncated")? as u64
+                } else {
+                    b.varint(32)?
+                };
                 if len > (n * 12).div_ceil(8) || len > 1 << 24 {
                     return Err("payload length".into());
                 }
@@ -154,7 +171,6 @@ fn spec_read(data: &[u8]) -> Result<Vec<SpecFrame>, String> {
                 if stored != crc(&[header, &number, covered]) {
                     return Err("frame CRC".into());
                 }
-                let final_frame = tag & 0x20 != 0;
                 frames.push(SpecFrame {
                     stages,
                     ans: tag & 0x08 != 0,
@@ -242,9 +258,10 @@ fn golden(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-const GOLDEN: [&str; 4] = [
+const GOLDEN: [&str; 5] = [
     "digits.vqz",
     "digits-v1.vqz",
+    "digits-v2.vqz",
     "embedded.vqz",
     "spec-example.vqz",
 ];
@@ -255,9 +272,9 @@ fn the_spec_reader_reads_the_golden_files_as_the_library_does() {
         let bytes = golden(name);
         assert!(agree(&bytes, name), "{name} is valid");
         let frames = spec_read(&bytes).unwrap();
-        // A 2.0 file may end with a final frame, a 1.0 file never does.
+        // A 2.0 or 3.0 file may end with a final frame, a 1.0 file never does.
         let ends_final = frames.last().is_some_and(|f| f.final_frame);
-        assert_eq!(ends_final, bytes[3] >> 4 == 2 && name != "embedded.vqz");
+        assert_eq!(ends_final, bytes[3] >> 4 >= 2 && name != "embedded.vqz");
         for cut in 0..bytes.len() {
             assert!(!agree(&bytes[..cut], &format!("{name} cut at {cut}")));
         }
@@ -297,7 +314,7 @@ fn the_spec_reader_and_the_library_agree_on_mutations() {
                     2 => {
                         m.remove(at);
                     }
-                    _ => m.truncate(at.max(11)),
+                    _ => m.truncate(at.max(10)),
                 }
             }
             // The CRCs reject nearly every mutation; the few accepted ones

@@ -1,7 +1,9 @@
 //! A 10-frame stream cut at every byte offset yields exactly the frames that
 //! end before the cut, then a "truncated" error; never a clean end, never a
 //! frame that was not complete. Checked for both ways a stream can end: a
-//! final frame (what the codec writes) and an end marker.
+//! final frame (what the codec writes) and an end marker. A final frame has
+//! no payload length (format 3.0), so a cut inside it reads as "truncated or
+//! corrupted" (its CRC-32 fails).
 
 use vqz::format::{
     CodingMode, FileHeader, FileIndex, FormatError, Geometry, ModelId, Reader, Writer,
@@ -43,7 +45,7 @@ fn stream(ending: Ending) -> (Vec<u8>, Vec<usize>) {
         if i == 9 && ending == Ending::FinalFrame {
             let before = writer.bytes_written() as usize;
             let block = writer
-                .check_frame(mode, 1 + i % 8, geometry, &payload)
+                .check_frame(mode, 1 + i % 8, geometry, &payload, true)
                 .unwrap() as usize;
             let bytes = writer
                 .finish_with_frame(mode, 1 + i % 8, geometry, &payload)
@@ -94,11 +96,12 @@ fn cut_at_every_offset() {
                 },
             };
             assert_eq!(frames, complete, "{ending:?}, cut at {cut}: {error}");
+            let inside_final = ending == Ending::FinalFrame && cut > frame_ends[8];
             assert!(
                 matches!(
                     error,
                     FormatError::Truncated { .. } | FormatError::MissingEndMarker { .. }
-                ),
+                ) || (inside_final && matches!(error, FormatError::FinalFrameCrcMismatch { .. })),
                 "{ending:?}, cut at {cut}: expected a truncation error, got {error}"
             );
             let message = error.to_string();
@@ -152,8 +155,9 @@ fn truncation_messages_name_the_place() {
         "{message}"
     );
 
-    // The same stream ended by a final frame (11 + 16 + 16 bytes), cut
-    // inside the final frame and right before it.
+    // The same stream ended by a final frame (10 + 16 + 15 bytes: a square
+    // header, and a final frame without a payload length), cut inside the
+    // final frame and right before it.
     let mut writer = Writer::new(Vec::new(), &header, None).unwrap();
     writer
         .write_frame(CodingMode::Ans, 1, geometry, &[1; 10])
@@ -161,19 +165,27 @@ fn truncation_messages_name_the_place() {
     let bytes = writer
         .finish_with_frame(CodingMode::Ans, 1, geometry, &[2; 10])
         .unwrap();
-    assert_eq!(bytes.len(), 11 + 16 + 16);
+    assert_eq!(bytes.len(), 10 + 16 + 15);
     let mut reader = Reader::new(&bytes[..bytes.len() - 2]).unwrap();
     reader.next_frame().unwrap().unwrap();
     let message = reader.next_frame().unwrap_err().to_string();
-    assert_eq!(
-        message,
-        "truncated: input ends at byte 41 inside frame 1 (CRC-32)"
+    assert!(
+        message.starts_with("truncated or corrupted: final frame 1 fails its CRC-32"),
+        "{message}"
     );
-    let mut reader = Reader::new(&bytes[..27]).unwrap();
+    // Fewer than 4 bytes after the descriptor: no room for the CRC-32.
+    let mut reader = Reader::new(&bytes[..29]).unwrap();
     reader.next_frame().unwrap().unwrap();
     let message = reader.next_frame().unwrap_err().to_string();
     assert_eq!(
         message,
-        "truncated: input ends at byte 27 after 1 complete frame(s), with no final frame or end marker"
+        "truncated: input ends at byte 29 inside frame 1 (CRC-32)"
+    );
+    let mut reader = Reader::new(&bytes[..26]).unwrap();
+    reader.next_frame().unwrap().unwrap();
+    let message = reader.next_frame().unwrap_err().to_string();
+    assert_eq!(
+        message,
+        "truncated: input ends at byte 26 after 1 complete frame(s), with no final frame or end marker"
     );
 }

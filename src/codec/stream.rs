@@ -31,8 +31,12 @@ pub struct FrameSummary {
     pub level: u8,
     pub coding_mode: crate::format::CodingMode,
     pub payload_bytes: usize,
-    /// Bytes the frame adds to the stream (header, payload, CRC).
+    /// Bytes the frame adds to the stream (header, payload, CRC) if another
+    /// frame follows it.
     pub frame_bytes: u64,
+    /// Bytes it adds as the stream's final frame, which stores no payload
+    /// length: a one-image file is the file header and this.
+    pub final_frame_bytes: u64,
 }
 
 /// Writes images into one `.vqz` stream. The file header is written with
@@ -107,7 +111,10 @@ impl<'m, W: Write> Encoder<'m, W> {
                 .as_mut()
                 .ok_or_else(|| CodecError::Internal("no writer".into()))?;
             // Checked now, so a bad frame is reported with its own image.
-            let frame_bytes = w.check_frame(f.coding_mode, f.level, f.geometry, &f.payload)?;
+            let frame_bytes =
+                w.check_frame(f.coding_mode, f.level, f.geometry, &f.payload, false)?;
+            let final_frame_bytes =
+                w.check_frame(f.coding_mode, f.level, f.geometry, &f.payload, true)?;
             if let Some(h) = self.held.take() {
                 w.write_frame(h.coding_mode, h.level, h.geometry, &h.payload)?;
             }
@@ -116,6 +123,7 @@ impl<'m, W: Write> Encoder<'m, W> {
                 coding_mode: f.coding_mode,
                 payload_bytes: f.payload.len(),
                 frame_bytes,
+                final_frame_bytes,
             });
             self.held = Some(f);
         }

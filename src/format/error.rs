@@ -98,6 +98,21 @@ pub enum FormatError {
         /// CRC-32 of the bytes read.
         computed: u32,
     },
+    /// The final frame of a 3.x file (which has no payload length: its
+    /// payload runs to the CRC-32 at the end of the input) does not match
+    /// its CRC-32. A stream cut inside that frame, or with bytes appended
+    /// after it, reads this way as well as a damaged one.
+    #[error(
+        "truncated or corrupted: final frame {frame} fails its CRC-32 (stored {stored:#010x}, computed {computed:#010x}); its payload runs to the end of the input, so the input is damaged, cut short, or has data after the final frame"
+    )]
+    FinalFrameCrcMismatch {
+        /// Frame number.
+        frame: u64,
+        /// The last 4 bytes of the input, read as the CRC-32.
+        stored: u32,
+        /// CRC-32 of the bytes before them.
+        computed: u32,
+    },
     /// A section's stored CRC-32 does not match its bytes.
     #[error(
         "section at byte {offset} (type {section_type}): CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"
@@ -114,7 +129,7 @@ pub enum FormatError {
     },
 
     // ---- valid, but not something this reader supports ----
-    /// The file's major version is not one this reader reads (1 or 2).
+    /// The file's major version is not one this reader reads (1 to 3).
     #[error("file is vqz format {major}.x; this reader supports 1.x to {supported}.x")]
     UnsupportedVersion {
         /// Major version in the file.

@@ -1,6 +1,8 @@
 //! Frames (spec section "Frame"): the descriptor byte, optional geometry,
 //! payload length, payload and CRC-32 of one image. Since format 2.0 the
-//! descriptor can mark a frame as the stream's last (the final frame).
+//! descriptor can mark a frame as the stream's last (the final frame); since
+//! 3.0 the final frame has no payload length (its payload runs to the CRC-32
+//! that ends the input).
 
 use std::io::Read;
 
@@ -44,7 +46,8 @@ pub struct FrameHeader {
     pub stages: u8,
     /// The frame's geometry (its own, or the file default).
     pub geometry: Geometry,
-    /// Payload length in bytes.
+    /// Payload length in bytes (in a 3.x final frame, not stored but implied
+    /// by the end of the input).
     pub payload_len: u32,
     /// Whether this is the final frame (descriptor bit 5, format 2.x): the
     /// last block of the stream, which ends right after its CRC-32 with no
@@ -58,9 +61,17 @@ impl FrameHeader {
         self.geometry.symbol_count(grid_stride_log2, self.stages)
     }
 
-    /// Appends the frame header bytes (descriptor to payload length);
-    /// geometry is written only when it differs from `default`.
-    pub(crate) fn encode(&self, default: &Geometry, out: &mut Vec<u8>) {
+    /// Whether the payload length is stored: always, except in the final
+    /// frame of a 3.x (`compact`) file.
+    fn stores_length(&self, compact: bool) -> bool {
+        !(compact && self.final_frame)
+    }
+
+    /// Appends the frame header bytes (descriptor to payload length) for a
+    /// file with header `file`: geometry only when it differs from the file
+    /// default, the payload length unless the frame ends a 3.x file.
+    pub(crate) fn encode(&self, file: &FileHeader, out: &mut Vec<u8>) {
+        let default = &file.default_geometry;
         let explicit = self.geometry != *default;
         let mut descriptor = self.stages.saturating_sub(1) & DESCRIPTOR_STAGES;
         if self.coding_mode == CodingMode::Ans {
@@ -78,15 +89,17 @@ impl FrameHeader {
             varint::encode(u64::from(self.geometry.height), out);
             out.push(self.geometry.channels);
         }
-        varint::encode(u64::from(self.payload_len), out);
+        if self.stores_length(file.is_compact()) {
+            varint::encode(u64::from(self.payload_len), out);
+        }
     }
 
-    /// Bytes of the whole frame block with this header in a file whose
-    /// default geometry is `default`: descriptor, optional geometry, payload
-    /// length, payload and CRC-32.
-    pub fn block_len(&self, default: &Geometry) -> u64 {
+    /// Bytes of the whole frame block with this header in a file with header
+    /// `file`: descriptor, optional geometry, payload length (unless
+    /// implied), payload and CRC-32.
+    pub fn block_len(&self, file: &FileHeader) -> u64 {
         let mut bytes = Vec::with_capacity(16);
-        self.encode(default, &mut bytes);
+        self.encode(file, &mut bytes);
         (bytes.len() as u64)
             .saturating_add(u64::from(self.payload_len))
             .saturating_add(4)
@@ -205,36 +218,51 @@ pub(crate) fn read_frame<R: Read>(
             limit: limits.max_symbols_per_frame,
         });
     }
-    let len_offset = input.offset();
-    let payload_len = input.read_varint_u32(place, "payload length")?;
     let payload_bound = symbols.saturating_mul(MAX_INDEX_BITS).div_ceil(8);
     let limit = payload_bound.min(u64::from(limits.max_payload_len));
-    if u64::from(payload_len) > limit {
-        return Err(FormatError::LimitExceeded {
-            offset: len_offset,
-            place,
-            field: "payload length",
-            found: u64::from(payload_len),
-            limit,
-        });
-    }
+    let implied_length = final_frame && file_header.is_compact();
+    let (payload, stored) = if implied_length {
+        read_to_crc_at_end(input, limit, place)?
+    } else {
+        let len_offset = input.offset();
+        let payload_len = input.read_varint_u32(place, "payload length")?;
+        if u64::from(payload_len) > limit {
+            return Err(FormatError::LimitExceeded {
+                offset: len_offset,
+                place,
+                field: "payload length",
+                found: u64::from(payload_len),
+                limit,
+            });
+        }
+        let payload = input.read_vec(payload_len, place, "payload")?;
+        let stored = u32::from_le_bytes(input.read_array(place, "CRC-32")?);
+        (payload, stored)
+    };
     let header = FrameHeader {
         coding_mode,
         stages,
         geometry,
-        payload_len,
+        // At most `limit`, itself at most the 32-bit payload limit.
+        payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
         final_frame,
     };
-    let payload = input.read_vec(payload_len, place, "payload")?;
-    let stored = u32::from_le_bytes(input.read_array(place, "CRC-32")?);
     let mut header_bytes = Vec::with_capacity(16);
-    header.encode(&default, &mut header_bytes);
+    header.encode(file_header, &mut header_bytes);
     let computed = frame_crc(header_crc, number, &header_bytes, &payload);
     if stored != computed {
-        return Err(FormatError::CrcMismatch {
-            frame: number,
-            stored,
-            computed,
+        return Err(if implied_length {
+            FormatError::FinalFrameCrcMismatch {
+                frame: number,
+                stored,
+                computed,
+            }
+        } else {
+            FormatError::CrcMismatch {
+                frame: number,
+                stored,
+                computed,
+            }
         });
     }
     Ok(Frame {
@@ -242,6 +270,41 @@ pub(crate) fn read_frame<R: Read>(
         header,
         payload,
     })
+}
+
+/// Reads the payload and CRC-32 of a 3.x final frame: every byte to the end
+/// of the input, the last 4 being the CRC-32, with at most `limit` bytes of
+/// payload (never reading more than `limit + 5` bytes).
+fn read_to_crc_at_end<R: Read>(
+    input: &mut Input<R>,
+    limit: u64,
+    place: Place,
+) -> Result<(Vec<u8>, u32)> {
+    let start = input.offset();
+    let Some(mut rest) = input.read_to_end_capped(limit.saturating_add(4))? else {
+        return Err(FormatError::Malformed {
+            offset: start,
+            place,
+            field: "final frame payload",
+            expected: format!(
+                "at most {limit} bytes of payload, then the CRC-32 and the end of the input"
+            ),
+            found: "more bytes (data after the final frame)".into(),
+        });
+    };
+    let Some(payload_len) = rest.len().checked_sub(4) else {
+        return Err(FormatError::Truncated {
+            offset: input.offset(),
+            place,
+            field: "CRC-32",
+        });
+    };
+    let crc: [u8; 4] = rest
+        .get(payload_len..)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or_default();
+    rest.truncate(payload_len);
+    Ok((rest, u32::from_le_bytes(crc)))
 }
 
 #[cfg(test)]
@@ -254,9 +317,16 @@ mod tests {
         channels: 1,
     };
 
-    fn encoded(header: &FrameHeader) -> Vec<u8> {
+    fn file(version_major: u8) -> FileHeader {
+        FileHeader {
+            version_major,
+            ..FileHeader::new(super::super::ModelId::default(), DIGIT, 2)
+        }
+    }
+
+    fn encoded(header: &FrameHeader, version_major: u8) -> Vec<u8> {
         let mut out = Vec::new();
-        header.encode(&DIGIT, &mut out);
+        header.encode(&file(version_major), &mut out);
         out
     }
 
@@ -269,20 +339,26 @@ mod tests {
             payload_len: 300,
             final_frame: false,
         };
-        assert_eq!(encoded(&header), [0x08, 0xAC, 0x02]);
-        assert_eq!(header.block_len(&DIGIT), 3 + 300 + 4);
+        for major in [2, 3] {
+            assert_eq!(encoded(&header, major), [0x08, 0xAC, 0x02]);
+            assert_eq!(header.block_len(&file(major)), 3 + 300 + 4);
+        }
         header.final_frame = true;
-        assert_eq!(encoded(&header), [0x28, 0xAC, 0x02]);
-        assert_eq!(header.block_len(&DIGIT), 3 + 300 + 4);
+        // A 2.x final frame stores its payload length; a 3.x one does not.
+        assert_eq!(encoded(&header, 2), [0x28, 0xAC, 0x02]);
+        assert_eq!(header.block_len(&file(2)), 3 + 300 + 4);
+        assert_eq!(encoded(&header, 3), [0x28]);
+        assert_eq!(header.block_len(&file(3)), 1 + 300 + 4);
         header.final_frame = false;
         header.coding_mode = CodingMode::Stored;
         header.stages = 8;
         header.payload_len = 5;
-        assert_eq!(encoded(&header), [0x07, 0x05]);
+        assert_eq!(encoded(&header, 3), [0x07, 0x05]);
         header.geometry.channels = 3;
-        assert_eq!(encoded(&header), [0x17, 28, 28, 3, 0x05]);
+        assert_eq!(encoded(&header, 3), [0x17, 28, 28, 3, 0x05]);
         header.final_frame = true;
-        assert_eq!(encoded(&header), [0x37, 28, 28, 3, 0x05]);
+        assert_eq!(encoded(&header, 2), [0x37, 28, 28, 3, 0x05]);
+        assert_eq!(encoded(&header, 3), [0x37, 28, 28, 3]);
         assert!(is_frame_descriptor(0x7F));
         assert!(!is_frame_descriptor(0x80));
     }

@@ -1,5 +1,6 @@
 //! The file header (spec section "File header"): magic, version, flags and
-//! frame layout, model id, default frame geometry.
+//! frame layout, model id, default frame geometry (since 3.0 a square
+//! geometry stores its width only).
 
 use std::io::Read;
 
@@ -11,19 +12,28 @@ use super::varint;
 /// The three magic bytes every vqz file starts with: `vqz`.
 pub const MAGIC: [u8; 3] = *b"vqz";
 /// Major version this crate writes (and the newest it reads).
-pub const VERSION_MAJOR: u8 = 2;
+pub const VERSION_MAJOR: u8 = 3;
 /// Minor version this crate writes.
 pub const VERSION_MINOR: u8 = 0;
 /// Oldest major version this crate reads: 1.x files (no final-frame flag)
-/// are still read; they are never written.
+/// and 2.x files (final frames with a payload length, no square flag) are
+/// still read; they are never written.
 pub const MIN_VERSION_MAJOR: u8 = 1;
 /// First major version with the final-frame flag (descriptor bit 5).
 pub(crate) const FINAL_FRAME_SINCE_MAJOR: u8 = 2;
+/// First major version with the square flag (flags bit 6) and final frames
+/// without a payload length.
+pub(crate) const COMPACT_SINCE_MAJOR: u8 = 3;
 /// Largest latent grid stride exponent (stride 128).
 pub const MAX_GRID_STRIDE_LOG2: u8 = 7;
 
 const FLAG_MODEL_EMBEDDED: u8 = 0x01;
-const FLAGS_RESERVED: u8 = 0xC0;
+/// Flags bit 6, format 3.x: the default height equals the width and is not stored.
+const FLAG_SQUARE: u8 = 0x40;
+/// Reserved flag bits in a 3.x file.
+const FLAGS_RESERVED: u8 = 0x80;
+/// Reserved flag bits in a 1.x or 2.x file, which have no square flag.
+const FLAGS_RESERVED_V2: u8 = FLAGS_RESERVED | FLAG_SQUARE;
 
 /// Names the model a file was encoded with: the first 4 bytes of the SHA-256
 /// of the model file. The container treats it as opaque bytes.
@@ -118,7 +128,7 @@ fn channels_from_code(code: u8) -> Option<u8> {
 /// The file header: everything a decoder needs before the first frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHeader {
-    /// Major version: 2 for what this crate writes; 1 or 2 for what it reads.
+    /// Major version: 3 for what this crate writes; 1 to 3 for what it reads.
     pub version_major: u8,
     /// Minor version; a reader accepts any minor of a major it reads.
     pub version_minor: u8,
@@ -135,7 +145,7 @@ pub struct FileHeader {
 }
 
 impl FileHeader {
-    /// A version-2.0 header without an embedded model.
+    /// A version-3.0 header without an embedded model.
     pub fn new(model_id: ModelId, default_geometry: Geometry, grid_stride_log2: u8) -> Self {
         Self {
             version_major: VERSION_MAJOR,
@@ -175,16 +185,36 @@ impl FileHeader {
         self.version_major >= FINAL_FRAME_SINCE_MAJOR
     }
 
+    /// Whether this file uses the 3.x layout: the square flag in the header,
+    /// and a final frame without a payload length (its payload runs to the
+    /// CRC-32 that ends the input).
+    pub fn is_compact(&self) -> bool {
+        self.version_major >= COMPACT_SINCE_MAJOR
+    }
+
+    /// Whether the header stores the square flag instead of the height.
+    fn square(&self) -> bool {
+        self.is_compact() && self.default_geometry.width == self.default_geometry.height
+    }
+
     /// Appends the header's bytes without validating; used to recompute the
     /// bytes a reader parsed (every field has one encoding) for the CRC.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let channels = channel_code(self.default_geometry.channels).unwrap_or(0);
         out.extend_from_slice(&MAGIC);
         out.push((self.version_major << 4) | self.version_minor);
-        out.push(u8::from(self.model_embedded) | (channels << 1) | (self.grid_stride_log2 << 3));
+        let square = self.square();
+        out.push(
+            u8::from(self.model_embedded)
+                | (channels << 1)
+                | (self.grid_stride_log2 << 3)
+                | if square { FLAG_SQUARE } else { 0 },
+        );
         out.extend_from_slice(&self.model_id.0);
         varint::encode(u64::from(self.default_geometry.width), out);
-        varint::encode(u64::from(self.default_geometry.height), out);
+        if !square {
+            varint::encode(u64::from(self.default_geometry.height), out);
+        }
     }
 }
 
@@ -209,15 +239,25 @@ pub(crate) fn read_file_header<R: Read>(
     }
     let flags_offset = input.offset();
     let flags = input.read_u8(place, "flags")?;
-    if flags & FLAGS_RESERVED != 0 {
+    let compact = major >= COMPACT_SINCE_MAJOR;
+    let (reserved, expected) = if compact {
+        (FLAGS_RESERVED, "reserved bit 7 clear")
+    } else {
+        (
+            FLAGS_RESERVED_V2,
+            "reserved bits 6-7 clear (a 1.x or 2.x file has no square flag)",
+        )
+    };
+    if flags & reserved != 0 {
         return Err(FormatError::Malformed {
             offset: flags_offset,
             place,
             field: "flags",
-            expected: "reserved bits 6-7 clear".into(),
+            expected: expected.into(),
             found: format!("{flags:#04x}"),
         });
     }
+    let square = flags & FLAG_SQUARE != 0;
     let channels = channels_from_code((flags >> 1) & 0x03).ok_or(FormatError::Malformed {
         offset: flags_offset,
         place,
@@ -229,7 +269,22 @@ pub(crate) fn read_file_header<R: Read>(
     let model_id = ModelId(input.read_array(place, "model id")?);
     let width_offset = input.offset();
     let width = input.read_varint_u32(place, "width")?;
-    let height = input.read_varint_u32(place, "height")?;
+    let height = if square {
+        width
+    } else {
+        let height_offset = input.offset();
+        let height = input.read_varint_u32(place, "height")?;
+        if compact && height == width {
+            return Err(FormatError::Malformed {
+                offset: height_offset,
+                place,
+                field: "height",
+                expected: "a height other than the width (flags bit 6 marks a square image)".into(),
+                found: height.to_string(),
+            });
+        }
+        height
+    };
     let default_geometry = Geometry {
         width,
         height,
@@ -307,9 +362,20 @@ mod tests {
         let mut header = FileHeader::new(ModelId([1, 2, 3, 4]), digit(), 2);
         header.model_embedded = true;
         let bytes = header.to_bytes().unwrap();
-        // magic, version 2.0, flags (model | channels 0 | stride 2 << 3), id, 28, 28
+        // magic, version 3.0, flags (model | channels 0 | stride 2 << 3 |
+        // square), id, width 28 (the height is the width)
+        assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x30, 0x51, 1, 2, 3, 4, 28]);
+        assert!(header.has_final_frame_flag() && header.is_compact());
+        // Not square: the height is stored.
+        header.default_geometry.height = 20;
+        let bytes = header.to_bytes().unwrap();
+        assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x30, 0x11, 1, 2, 3, 4, 28, 20]);
+        // A 2.x header stores the height of a square image too.
+        header.default_geometry.height = 28;
+        header.version_major = 2;
+        let bytes = header.to_bytes().unwrap();
         assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x20, 0x11, 1, 2, 3, 4, 28, 28]);
-        assert!(header.has_final_frame_flag());
+        assert!(header.has_final_frame_flag() && !header.is_compact());
         header.version_major = 1;
         assert!(!header.has_final_frame_flag());
     }

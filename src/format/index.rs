@@ -85,7 +85,7 @@ impl FileIndex {
         let mut reader = Reader::with_limits(bytes.as_slice(), limits)?;
         let mut frames = Vec::new();
         while let Some((frame, offset)) = reader.next_frame_located()? {
-            let len_bytes = frame.header.block_len(&reader.header().default_geometry);
+            let len_bytes = frame.header.block_len(reader.header());
             frames.push(FrameEntry {
                 number: frame.number,
                 offset,

@@ -113,6 +113,31 @@ impl<R: Read> Input<R> {
         Ok(out)
     }
 
+    /// Reads to the end of the input, at most `cap` bytes; `None` if the
+    /// input holds more (then `cap + 1` bytes have been consumed). Like
+    /// [`read_vec`](Self::read_vec), grows with the bytes actually present.
+    pub(crate) fn read_to_end_capped(&mut self, cap: u64) -> Result<Option<Vec<u8>>> {
+        let mut out = Vec::with_capacity(usize::try_from(cap).unwrap_or(usize::MAX).min(256));
+        let mut chunk = [0u8; 8192];
+        loop {
+            let room = cap.saturating_add(1).saturating_sub(out.len() as u64);
+            let n = usize::try_from(room).unwrap_or(usize::MAX).min(chunk.len());
+            if n == 0 {
+                return Ok(None);
+            }
+            let buf = chunk.get_mut(..n).unwrap_or_default();
+            match self.inner.read(buf) {
+                Ok(0) => return Ok(Some(out)),
+                Ok(got) => {
+                    out.extend_from_slice(buf.get(..got).unwrap_or_default());
+                    self.offset = self.offset.saturating_add(got as u64);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Reads `len` bytes, feeding them to `hasher`, without keeping them.
     pub(crate) fn skip_hashing(
         &mut self,

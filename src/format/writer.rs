@@ -24,7 +24,7 @@ pub struct Writer<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
-    /// Writes the file header (always version 2.0, whatever `header` says;
+    /// Writes the file header (always version 3.0, whatever `header` says;
     /// `model_embedded` is set from `embedded_model`) and, if given, the
     /// model section.
     pub fn new(inner: W, header: &FileHeader, embedded_model: Option<&[u8]>) -> Result<Self> {
@@ -75,18 +75,20 @@ impl<W: Write> Writer<W> {
         self.frames_written
     }
 
-    /// Checks a frame as [`write_frame`](Self::write_frame) would, without
-    /// writing it, and returns the bytes its block will take in the stream
-    /// (the same whether or not it is written as the final frame).
+    /// Checks a frame as [`write_frame`](Self::write_frame) (or, with
+    /// `final_frame`, [`finish_with_frame`](Self::finish_with_frame)) would,
+    /// without writing it, and returns the bytes its block will take in the
+    /// stream. A final frame is shorter: it has no payload length.
     pub fn check_frame(
         &self,
         coding_mode: CodingMode,
         stages: u8,
         geometry: Geometry,
         payload: &[u8],
+        final_frame: bool,
     ) -> Result<u64> {
-        let header = self.frame_header(coding_mode, stages, geometry, payload, false)?;
-        Ok(header.block_len(&self.header.default_geometry))
+        let header = self.frame_header(coding_mode, stages, geometry, payload, final_frame)?;
+        Ok(header.block_len(&self.header))
     }
 
     /// Validates a frame's arguments and builds its header.
@@ -141,7 +143,7 @@ impl<W: Write> Writer<W> {
     fn emit_frame(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<()> {
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
-        header.encode(&self.header.default_geometry, &mut block);
+        header.encode(&self.header, &mut block);
         let crc = frame_crc(&self.header_crc, self.frames_written, &block, payload);
         let result = self
             .emit(&block)
@@ -172,9 +174,10 @@ impl<W: Write> Writer<W> {
     /// frame is checked as in [`write_frame`](Self::write_frame); if it is
     /// refused, nothing more is written and the stream is left unended.
     ///
-    /// This is how a writer that knows its last frame ends a stream: 2 bytes
-    /// shorter than [`finish`](Self::finish) for up to 127 frames, and the
-    /// end of the stream is covered by that frame's CRC.
+    /// This is how a writer that knows its last frame ends a stream: 3 bytes
+    /// shorter than [`finish`](Self::finish) for up to 127 frames (no payload
+    /// length, tag or frame count), and the end of the stream is covered by
+    /// that frame's CRC.
     pub fn finish_with_frame(
         mut self,
         coding_mode: CodingMode,

@@ -107,13 +107,19 @@ pub fn evaluate_model(
         );
         let mut payload = 0usize;
         let mut file_bytes = 0usize;
+        // Bytes of the stream's frames: each but the last as written before
+        // another, the last as the final frame.
+        let (mut stream_frames, mut last_frame_saves) = (0usize, 0usize);
         for chunk in images.chunks(1024) {
             for s in enc.write_images(chunk)? {
                 payload += s.payload_bytes;
-                // A standalone file: this frame plus the file header.
-                file_bytes += s.frame_bytes as usize;
+                // A standalone file: this frame, final, plus the file header.
+                file_bytes += s.final_frame_bytes as usize;
+                stream_frames += s.frame_bytes as usize;
+                last_frame_saves = s.frame_bytes.saturating_sub(s.final_frame_bytes) as usize;
             }
         }
+        let stream_frames = stream_frames.saturating_sub(last_frame_saves);
         let stream = enc.finish()?;
         let grids = stream_grids(model, &stream)?;
         let cells = grids
@@ -122,7 +128,7 @@ pub fn evaluate_model(
             .unwrap_or(0.0);
         // The stream is the file header and the frames, the last one marked
         // final; a standalone file is the header and one (final) frame.
-        let per_file_overhead = stream.len().saturating_sub(file_bytes);
+        let per_file_overhead = stream.len().saturating_sub(stream_frames);
         let mut se = 0.0;
         let mut psnr_sum = 0.0;
         let dec = Decoder::new(&stream[..], &[model])?;

@@ -62,7 +62,7 @@ pub fn container_reader(data: &[u8]) {
                 );
             }
             // Rewritten as it ended: by its final frame, or by the end marker.
-            // (A 1.x input is rewritten as 2.0; the frames stay the same.)
+            // (A 1.x or 2.x input is rewritten as 3.0; the frames stay the same.)
             let mut writer =
                 Writer::new(Vec::new(), header, model.as_deref()).expect("header rewrites");
             let (last, rest) = match frames.split_last() {
