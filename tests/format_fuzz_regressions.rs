@@ -53,12 +53,22 @@ fn checks_hold_on_golden_files() {
     for name in [
         "digits.vqz",
         "digits-v1.vqz",
+        "digits-v2.vqz",
         "embedded.vqz",
         "spec-example.vqz",
     ] {
         let bytes = std::fs::read(golden.join(name)).unwrap();
         fuzz_checks::container_reader(&bytes);
-        fuzz_checks::blocks(&bytes[11..]);
+        // The blocks after the file's own header, behind the blocks target's
+        // header: the CRCs no longer match, so this checks only that the
+        // parsers hold (no panic, index and stream agree).
+        let header_len = vqz::format::Reader::new(&bytes[..])
+            .unwrap()
+            .header()
+            .to_bytes()
+            .unwrap()
+            .len();
+        fuzz_checks::blocks(&bytes[header_len..]);
     }
     let prior = std::fs::read(golden.join("synthetic.vqzp")).unwrap();
     fuzz_checks::prior_from_bytes(&prior);

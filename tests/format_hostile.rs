@@ -430,6 +430,74 @@ fn any_byte_after_the_final_frame_is_rejected() {
     }
 }
 
+/// Counts the bytes a reader pulls from it.
+struct Counted<'a> {
+    data: &'a [u8],
+    pulled: usize,
+}
+
+impl std::io::Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.data[self.pulled..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pulled += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_final_frame_is_read_no_further_than_its_bound() {
+    // A final frame followed by 1 MiB: the reader stops one byte past the
+    // payload bound (147 bytes) and the CRC-32, whatever follows. (The
+    // reader buffers its input, so it may pull up to one buffer more.)
+    let mut bytes = final_frame_stream();
+    bytes.extend(std::iter::repeat_n(0x5a, 1 << 20));
+    let mut input = Counted {
+        data: &bytes,
+        pulled: 0,
+    };
+    let mut reader = Reader::new(&mut input).unwrap();
+    reader.next_frame().unwrap().unwrap();
+    let err = small_allocations(|| reader.next_frame()).unwrap_err();
+    assert!(
+        err.to_string().contains("data after the final frame"),
+        "{err}"
+    );
+    drop(reader);
+    assert!(
+        input.pulled <= 21 + 1 + 147 + 4 + 1 + 8192,
+        "{}",
+        input.pulled
+    );
+
+    // Under a reader's lower payload limit, a longer final frame is over
+    // the limit (not malformed).
+    let header = FileHeader::new(ModelId([1, 2, 3, 4]), digit(), 2);
+    let one = vqz::format::Writer::new(Vec::new(), &header, None)
+        .unwrap()
+        .finish_with_frame(CodingMode::Stored, 2, digit(), &[9; 3])
+        .unwrap();
+    for (max_payload_len, ok) in [(2, false), (3, true)] {
+        let limits = Limits {
+            max_payload_len,
+            ..Limits::DEFAULT
+        };
+        let result = Reader::with_limits(&one[..], limits).unwrap().next_frame();
+        match result {
+            Ok(frame) => assert!(ok && frame.unwrap().payload == [9; 3]),
+            Err(err) => {
+                assert!(!ok);
+                assert_eq!(
+                    err.to_string(),
+                    "frame 0, byte 11: final frame payload length (at least) is 3, over the \
+                     limit of 2"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn any_byte_after_a_2_0_final_frame_is_rejected() {
     // In a 2.0 file the final frame stores its payload length, so the reader

@@ -282,3 +282,53 @@ proptest! {
         }
     }
 }
+
+/// Hands out at most 7 bytes per read, like a slow pipe.
+struct Trickle<'a>(&'a [u8]);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.len().min(buf.len()).min(7);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_large_final_frame_reads_back_through_short_reads() {
+    // 300x300 grey at stride 4 is a 75x75 grid: 2 stages allow a payload of
+    // up to 16,875 bytes, more than one read chunk.
+    let geometry = Geometry {
+        width: 300,
+        height: 300,
+        channels: 1,
+    };
+    let header = FileHeader::new(ModelId([5; 4]), geometry, 2);
+    let payload: Vec<u8> = (0..12_000u32).map(|i| (i * 7 + i / 256) as u8).collect();
+    let mut writer = Writer::new(Vec::new(), &header, None).unwrap();
+    writer
+        .write_frame(CodingMode::Ans, 1, geometry, &payload[..100])
+        .unwrap();
+    let bytes = writer
+        .finish_with_frame(CodingMode::Stored, 2, geometry, &payload)
+        .unwrap();
+    // Header: magic, version, flags, id, width 300 (2 bytes), square.
+    assert_eq!(bytes.len(), 11 + (1 + 1 + 100 + 4) + (1 + 12_000 + 4));
+    let frames: Vec<Frame> = Reader::new(Trickle(&bytes))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[1].payload, payload);
+    assert!(frames[1].header.final_frame);
+    let index = FileIndex::from_bytes(&bytes).unwrap();
+    assert_eq!(index.frame(1).unwrap(), frames[1]);
+    // One byte short: the final frame's CRC-32 is off.
+    let mut reader = Reader::new(Trickle(&bytes[..bytes.len() - 1])).unwrap();
+    reader.next_frame().unwrap().unwrap();
+    assert!(matches!(
+        reader.next_frame(),
+        Err(vqz::format::FormatError::FinalFrameCrcMismatch { frame: 1, .. })
+    ));
+}

@@ -183,11 +183,11 @@ fn write_spec_example_golden() {
 fn spec_overhead_figures_match_the_writer() {
     let spec = SPEC.split_whitespace().collect::<Vec<_>>().join(" ");
     for figures in [
-        "a one-frame file of a square image costs **15 bytes** around its payload \
+        "a one-frame file of a square image (width under 128) costs **15 bytes** around its payload \
          (header 10, final frame 5: descriptor 1, CRC-32 4), and each frame before the \
          last **6 bytes**",
-        "a one-frame file of a square image is 15 bytes plus its payload (header 10, \
-         frame 5), each frame before the last 6 bytes plus its payload",
+        "a one-frame file of a square image is 15 bytes plus its payload (header 10 while \
+         the width is under 128, frame 5), each frame before the last 6 bytes plus its payload",
         "instead adds 3 bytes for up to 127 frames",
     ] {
         assert!(spec.contains(figures), "the spec no longer says: {figures}");

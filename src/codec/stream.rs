@@ -35,7 +35,8 @@ pub struct FrameSummary {
     /// frame follows it.
     pub frame_bytes: u64,
     /// Bytes it adds as the stream's final frame, which stores no payload
-    /// length: a one-image file is the file header and this.
+    /// length. For an image of the stream's default geometry, a one-image
+    /// file without an embedded model is the stream's file header and this.
     pub final_frame_bytes: u64,
 }
 

@@ -21,9 +21,9 @@ pub const MAX_INDEX_BITS: u64 = 12;
 const DESCRIPTOR_STAGES: u8 = 0x07;
 const DESCRIPTOR_ANS: u8 = 0x08;
 const DESCRIPTOR_GEOMETRY: u8 = 0x10;
-/// Bit 5, format 2.x: the frame is the last block of the stream.
+/// Bit 5, since format 2.0: the frame is the last block of the stream.
 const DESCRIPTOR_FINAL: u8 = 0x20;
-/// Reserved descriptor bits in a 2.x file (bit 7 is the block-tag bit).
+/// Reserved descriptor bits since 2.0 (bit 7 is the block-tag bit).
 const DESCRIPTOR_RESERVED: u8 = 0x40;
 /// Reserved descriptor bits in a 1.x file, which has no final-frame flag.
 const DESCRIPTOR_RESERVED_V1: u8 = DESCRIPTOR_RESERVED | DESCRIPTOR_FINAL;
@@ -49,7 +49,7 @@ pub struct FrameHeader {
     /// Payload length in bytes (in a 3.x final frame, not stored but implied
     /// by the end of the input).
     pub payload_len: u32,
-    /// Whether this is the final frame (descriptor bit 5, format 2.x): the
+    /// Whether this is the final frame (descriptor bit 5, since format 2.0): the
     /// last block of the stream, which ends right after its CRC-32 with no
     /// end marker. Always `false` in a 1.x file.
     pub final_frame: bool,
@@ -222,7 +222,7 @@ pub(crate) fn read_frame<R: Read>(
     let limit = payload_bound.min(u64::from(limits.max_payload_len));
     let implied_length = final_frame && file_header.is_compact();
     let (payload, stored) = if implied_length {
-        read_to_crc_at_end(input, limit, place)?
+        read_to_crc_at_end(input, limit, limit < payload_bound, place)?
     } else {
         let len_offset = input.offset();
         let payload_len = input.read_varint_u32(place, "payload length")?;
@@ -274,14 +274,26 @@ pub(crate) fn read_frame<R: Read>(
 
 /// Reads the payload and CRC-32 of a 3.x final frame: every byte to the end
 /// of the input, the last 4 being the CRC-32, with at most `limit` bytes of
-/// payload (never reading more than `limit + 5` bytes).
+/// payload (never reading more than `limit + 5` bytes). `reader_limit` says
+/// whether `limit` is the reader's payload limit (lower than the format's
+/// bound), so that going over it is "limit exceeded".
 fn read_to_crc_at_end<R: Read>(
     input: &mut Input<R>,
     limit: u64,
+    reader_limit: bool,
     place: Place,
 ) -> Result<(Vec<u8>, u32)> {
     let start = input.offset();
     let Some(mut rest) = input.read_to_end_capped(limit.saturating_add(4))? else {
+        if reader_limit {
+            return Err(FormatError::LimitExceeded {
+                offset: start,
+                place,
+                field: "final frame payload length (at least)",
+                found: limit.saturating_add(1),
+                limit,
+            });
+        }
         return Err(FormatError::Malformed {
             offset: start,
             place,

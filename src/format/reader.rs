@@ -38,7 +38,12 @@ enum State {
 /// [`next_frame`](Self::next_frame) returns `None` once the stream has ended
 /// properly: after its final frame (checking that no byte follows it) or at
 /// a valid end marker. A stream cut short yields every complete frame, then
-/// an error ([`FormatError::Truncated`] or [`FormatError::MissingEndMarker`]).
+/// an error ([`FormatError::Truncated`] or [`FormatError::MissingEndMarker`];
+/// [`FormatError::FinalFrameCrcMismatch`] for a cut inside a 3.x final frame).
+///
+/// A 3.x final frame stores no payload length: its payload runs to the CRC-32
+/// at the end of the input, so the reader returns it only once the input has
+/// ended, and the input must hold nothing after the stream.
 ///
 /// ```
 /// use vqz::format::{CodingMode, FileHeader, Geometry, ModelId, Reader, Writer};

@@ -175,9 +175,10 @@ impl<W: Write> Writer<W> {
     /// refused, nothing more is written and the stream is left unended.
     ///
     /// This is how a writer that knows its last frame ends a stream: 3 bytes
-    /// shorter than [`finish`](Self::finish) for up to 127 frames (no payload
-    /// length, tag or frame count), and the end of the stream is covered by
-    /// that frame's CRC.
+    /// shorter than [`finish`](Self::finish) for up to 127 frames and a last
+    /// payload under 128 bytes (no payload length, tag or frame count), and
+    /// the end of the stream is covered by that frame's CRC. The stream then
+    /// ends only with its input: nothing may follow it there.
     pub fn finish_with_frame(
         mut self,
         coding_mode: CodingMode,
