@@ -6,6 +6,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+#[path = "support/slow_read.rs"]
+mod slow_read;
+
+use slow_read::SlowRead;
 use vqz::entropy::{EntropyError, Prior, decode_grid};
 use vqz::format::{
     CodingMode, FileHeader, FileIndex, FormatError, Geometry, Limits, ModelId, Reader, varint,
@@ -430,22 +434,6 @@ fn any_byte_after_the_final_frame_is_rejected() {
     }
 }
 
-/// Counts the bytes a reader pulls from it.
-struct Counted<'a> {
-    data: &'a [u8],
-    pulled: usize,
-}
-
-impl std::io::Read for Counted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let rest = &self.data[self.pulled..];
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.pulled += n;
-        Ok(n)
-    }
-}
-
 #[test]
 fn a_final_frame_is_read_no_further_than_its_bound() {
     // A final frame followed by 1 MiB: the reader stops one byte past the
@@ -453,10 +441,7 @@ fn a_final_frame_is_read_no_further_than_its_bound() {
     // reader buffers its input, so it may pull up to one buffer more.)
     let mut bytes = final_frame_stream();
     bytes.extend(std::iter::repeat_n(0x5a, 1 << 20));
-    let mut input = Counted {
-        data: &bytes,
-        pulled: 0,
-    };
+    let mut input = SlowRead::new(&bytes, usize::MAX);
     let mut reader = Reader::new(&mut input).unwrap();
     reader.next_frame().unwrap().unwrap();
     let err = small_allocations(|| reader.next_frame()).unwrap_err();

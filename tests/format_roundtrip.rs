@@ -2,7 +2,11 @@
 //! tests over any header, any sequence of frames and either ending (a final
 //! frame or the end marker).
 
+#[path = "support/slow_read.rs"]
+mod slow_read;
+
 use proptest::prelude::*;
+use slow_read::SlowRead;
 use vqz::format::{
     CodingMode, FileHeader, FileIndex, Frame, FrameHeader, Geometry, ModelId, Reader, Writer,
 };
@@ -283,18 +287,6 @@ proptest! {
     }
 }
 
-/// Hands out at most 7 bytes per read, like a slow pipe.
-struct Trickle<'a>(&'a [u8]);
-
-impl std::io::Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.0.len().min(buf.len()).min(7);
-        buf[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        Ok(n)
-    }
-}
-
 #[test]
 fn a_large_final_frame_reads_back_through_short_reads() {
     // 300x300 grey at stride 4 is a 75x75 grid: 2 stages allow a payload of
@@ -315,7 +307,7 @@ fn a_large_final_frame_reads_back_through_short_reads() {
         .unwrap();
     // Header: magic, version, flags, id, width 300 (2 bytes), square.
     assert_eq!(bytes.len(), 11 + (1 + 1 + 100 + 4) + (1 + 12_000 + 4));
-    let frames: Vec<Frame> = Reader::new(Trickle(&bytes))
+    let frames: Vec<Frame> = Reader::new(SlowRead::new(&bytes, 7))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -325,7 +317,7 @@ fn a_large_final_frame_reads_back_through_short_reads() {
     let index = FileIndex::from_bytes(&bytes).unwrap();
     assert_eq!(index.frame(1).unwrap(), frames[1]);
     // One byte short: the final frame's CRC-32 is off.
-    let mut reader = Reader::new(Trickle(&bytes[..bytes.len() - 1])).unwrap();
+    let mut reader = Reader::new(SlowRead::new(&bytes[..bytes.len() - 1], 7)).unwrap();
     reader.next_frame().unwrap().unwrap();
     assert!(matches!(
         reader.next_frame(),

@@ -61,12 +61,6 @@ impl FrameHeader {
         self.geometry.symbol_count(grid_stride_log2, self.stages)
     }
 
-    /// Whether the payload length is stored: always, except in the final
-    /// frame of a 3.x (`compact`) file.
-    fn stores_length(&self, compact: bool) -> bool {
-        !(compact && self.final_frame)
-    }
-
     /// Appends the frame header bytes (descriptor to payload length) for a
     /// file with header `file`: geometry only when it differs from the file
     /// default, the payload length unless the frame ends a 3.x file.
@@ -89,7 +83,8 @@ impl FrameHeader {
             varint::encode(u64::from(self.geometry.height), out);
             out.push(self.geometry.channels);
         }
-        if self.stores_length(file.is_compact()) {
+        // The final frame of a 3.x file has no payload length.
+        if !(self.final_frame && file.is_compact()) {
             varint::encode(u64::from(self.payload_len), out);
         }
     }
@@ -311,12 +306,8 @@ fn read_to_crc_at_end<R: Read>(
             field: "CRC-32",
         });
     };
-    let crc: [u8; 4] = rest
-        .get(payload_len..)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or_default();
-    rest.truncate(payload_len);
-    Ok((rest, u32::from_le_bytes(crc)))
+    let crc = rest.split_off(payload_len);
+    Ok((rest, u32::from_le_bytes(crc.try_into().unwrap_or_default())))
 }
 
 #[cfg(test)]

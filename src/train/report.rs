@@ -107,19 +107,21 @@ pub fn evaluate_model(
         );
         let mut payload = 0usize;
         let mut file_bytes = 0usize;
-        // Bytes of the stream's frames: each but the last as written before
-        // another, the last as the final frame.
-        let (mut stream_frames, mut last_frame_saves) = (0usize, 0usize);
+        let mut stream_frames = 0usize;
+        let mut last = None;
         for chunk in images.chunks(1024) {
             for s in enc.write_images(chunk)? {
                 payload += s.payload_bytes;
                 // A standalone file: this frame, final, plus the file header.
                 file_bytes += s.final_frame_bytes as usize;
                 stream_frames += s.frame_bytes as usize;
-                last_frame_saves = s.frame_bytes.saturating_sub(s.final_frame_bytes) as usize;
+                last = Some(s);
             }
         }
-        let stream_frames = stream_frames.saturating_sub(last_frame_saves);
+        // The last frame goes out as the stream's final frame.
+        if let Some(s) = last {
+            stream_frames -= (s.frame_bytes - s.final_frame_bytes) as usize;
+        }
         let stream = enc.finish()?;
         let grids = stream_grids(model, &stream)?;
         let cells = grids
