@@ -418,3 +418,37 @@ fn bad_levels_and_bad_bytes_are_errors_not_panics() {
     }
     assert!(codec::decompress(b"\x89PNG\r\n\x1a\n", &model).is_err());
 }
+
+/// A frame of a few bytes can declare a large image (a blank 1024x1024
+/// codes to an empty payload), so the decoder bounds its batches by the
+/// samples they decode to, not by their frame count alone.
+#[test]
+fn decoder_batches_are_bounded_by_decoded_size_not_frame_count() {
+    let model = Model::default_model().unwrap();
+    let big = DynamicImage::ImageLuma8(GrayImage::new(1024, 1024));
+    let digit = digits(1).remove(0);
+    let images = [digit.clone(), big.clone(), digit.clone(), big, digit];
+    let mut enc = Encoder::new(Vec::new(), &model, level(1));
+    let summaries = enc.write_images(&images).unwrap();
+    assert!(
+        summaries.iter().all(|s| s.frame_bytes < 40),
+        "{summaries:?}"
+    );
+    let bytes = enc.finish().unwrap();
+    assert!(bytes.len() < 200, "{} bytes", bytes.len());
+
+    let mut dec = Decoder::new(&bytes[..], &[&model]).unwrap();
+    let mut sizes = Vec::new();
+    loop {
+        let batch = dec.next_batch(1024).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let samples: usize = batch.iter().map(|d| d.image.as_bytes().len()).sum();
+        let last = batch.last().unwrap().image.as_bytes().len();
+        // Under the budget before the batch's last image.
+        assert!(samples - last < codec::DECODE_BATCH_SAMPLES);
+        sizes.push(batch.iter().map(|d| d.image.width()).collect::<Vec<_>>());
+    }
+    assert_eq!(sizes, [vec![28, 1024], vec![28, 1024], vec![28]]);
+}

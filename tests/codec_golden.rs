@@ -43,3 +43,42 @@ fn digits_encode_to_the_golden_bytes_and_decode_to_the_golden_pixels() {
         assert!(worst <= 1, "digit {n}: a pixel differs by {worst}");
     }
 }
+
+/// A 532x532 mosaic of 361 test digits is larger than one pass of the
+/// network, so it is encoded and decoded in tiles. The golden files were
+/// made by the earlier encoder, which ran the network over the whole image
+/// at once: the tiles must put together exactly the same result.
+#[test]
+fn an_image_larger_than_one_network_pass_codes_as_if_it_went_through_whole() {
+    let model = Model::default_model().unwrap();
+    let mosaic =
+        image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/digits-mosaic.png"))
+            .unwrap();
+    assert_eq!((mosaic.width(), mosaic.height()), (532, 532));
+    let want = golden("mosaic.vqz");
+    let plain = CompressOptions {
+        quality: codec::Quality::Level(3),
+        refine_steps: 0,
+        ..CompressOptions::default()
+    };
+    assert_eq!(
+        codec::compress(&model, &mosaic, &plain).unwrap(),
+        want,
+        "tiled encoder output changed"
+    );
+    // Refinement runs on whole images only: an image over one pass is
+    // kept as the plain encoder codes it.
+    let default = CompressOptions {
+        quality: codec::Quality::Level(3),
+        ..CompressOptions::default()
+    };
+    assert!(default.refine_steps > 0);
+    assert_eq!(codec::compress(&model, &mosaic, &default).unwrap(), want);
+    let back = codec::decompress(&want, &model).unwrap();
+    let expected = image::load_from_memory(&golden("mosaic.png")).unwrap();
+    assert_eq!(
+        back.as_bytes(),
+        expected.as_bytes(),
+        "tiled decoder output changed"
+    );
+}

@@ -10,14 +10,25 @@ use crate::format::{CodingMode, Geometry};
 use crate::model::{GRID_STRIDE, squared_distances};
 
 use super::pixels::{
-    Planes, image_from_planes, network_input, output_to_plane, padded, plane_refs, planes_of,
-    psnr_db,
+    Planes, image_from_planes, network_input, padded, plane_refs, planes_of, psnr_db, write_tile,
 };
 use super::refine::refine_grids;
 use super::{CodecError, Model, Quality};
 
-/// Planes sent through the network in one batch.
-const BATCH_PLANES: usize = 256;
+/// Pixels (planes x padded width x height) sent through the network in one
+/// pass. Batches of small images are filled up to it; an image larger than
+/// it goes through in tiles of about this size, to the same result. At
+/// about a kilobyte of activations per pixel, a pass needs some 300 MB
+/// whatever the images' size.
+pub(crate) const BATCH_PIXELS: usize = 1 << 18;
+
+/// [`BATCH_PIXELS`] in latent cells.
+const BATCH_CELLS: usize = BATCH_PIXELS / (GRID_STRIDE * GRID_STRIDE);
+
+/// Pixels the network sees for an image: its planes, padded to the grid.
+pub(super) fn network_pixels(g: Geometry) -> usize {
+    g.channels as usize * padded(g.width) * padded(g.height)
+}
 
 /// One image, coded.
 #[derive(Debug, Clone)]
@@ -30,7 +41,8 @@ pub struct EncodedFrame {
 }
 
 /// Runs `f` on groups of items that share a key, in batches of at most
-/// `BATCH_PLANES` planes, and returns results in input order.
+/// [`BATCH_PIXELS`] pixels by `weight` (or of one item that weighs more),
+/// and returns results in input order.
 pub(super) fn grouped<K: Ord + Copy, T, R>(
     items: &[T],
     key: impl Fn(&T) -> K,
@@ -47,7 +59,7 @@ pub(super) fn grouped<K: Ord + Copy, T, R>(
         let mut planes = 0;
         while end < order.len()
             && key(&items[order[end]]) == k
-            && (end == start || planes + weight(&items[order[end]]) <= BATCH_PLANES)
+            && (end == start || planes + weight(&items[order[end]]) <= BATCH_PIXELS)
         {
             planes += weight(&items[order[end]]);
             end += 1;
@@ -86,35 +98,69 @@ pub(super) fn quantize_latents(
     let mut plane_bits = vec![0f64; planes];
     for s in 0..stages {
         let codebook = model.net.codebook(s).as_tensor();
-        let dist = squared_distances(&residual, codebook)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
         let k = codebook.dim(0)?;
         let rate_weight = model.rate_weights().get(s).copied().unwrap_or(0.0) * rate_scale;
-        out.par_chunks_mut(stages * cells)
-            .zip(plane_bits.par_iter_mut())
-            .enumerate()
-            .try_for_each(|(p, (plane_out, plane_bits))| -> Result<(), CodecError> {
-                for c in 0..cells {
-                    let (y, xx) = (c / gw, c % gw);
-                    let at = |stage: usize, cell: usize| plane_out[stage * cells + cell] as u16;
-                    let left = (xx > 0).then(|| at(s, c - 1));
-                    let above = (y > 0).then(|| at(s, c - gw));
-                    let prev = (s > 0).then(|| at(s - 1, c));
-                    let row = &dist[(p * cells + c) * k..(p * cells + c + 1) * k];
-                    let bits = lengths
-                        .bits(s as u8, left, above, prev)
-                        .ok_or_else(|| CodecError::Internal("prior lacks a stage".into()))?;
-                    let best = if rate_weight > 0.0 {
-                        argmin(row.iter().zip(bits).map(|(d, b)| d + rate_weight * b))
-                    } else {
-                        argmin(row.iter().copied())
-                    };
-                    plane_out[s * cells + c] = best as u32;
-                    *plane_bits += f64::from(bits[best]);
+        // Distances of `n` residual rows from `row` to every codebook entry.
+        let distances = |row: usize, n: usize| -> Result<Vec<f32>, CodecError> {
+            Ok(squared_distances(&residual.narrow(0, row, n)?, codebook)?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
+        };
+        // Picks stage `s` for cells `range` of plane `p`, given the
+        // distances of those cells' rows.
+        let choose = |p: usize,
+                      plane_out: &mut [u32],
+                      plane_bits: &mut f64,
+                      range: std::ops::Range<usize>,
+                      dist: &[f32]|
+         -> Result<(), CodecError> {
+            for c in range.clone() {
+                let (y, xx) = (c / gw, c % gw);
+                let at = |stage: usize, cell: usize| plane_out[stage * cells + cell] as u16;
+                let left = (xx > 0).then(|| at(s, c - 1));
+                let above = (y > 0).then(|| at(s, c - gw));
+                let prev = (s > 0).then(|| at(s - 1, c));
+                let row = &dist[(c - range.start) * k..][..k];
+                let bits = lengths.bits(s as u8, left, above, prev).ok_or_else(|| {
+                    CodecError::Internal(format!("prior lacks stage {s} of plane {p}"))
+                })?;
+                let best = if rate_weight > 0.0 {
+                    argmin(row.iter().zip(bits).map(|(d, b)| d + rate_weight * b))
+                } else {
+                    argmin(row.iter().copied())
+                };
+                plane_out[s * cells + c] = best as u32;
+                *plane_bits += f64::from(bits[best]);
+            }
+            Ok(())
+        };
+        // The distance matrix is built for at most BATCH_CELLS rows at a
+        // time: for whole planes, in parallel, or for a larger plane part
+        // by part in raster order.
+        let per_block = (BATCH_CELLS / cells.max(1)).max(1);
+        let mut first = 0;
+        while first < planes {
+            let end = (first + per_block).min(planes);
+            let outs = &mut out[first * stages * cells..end * stages * cells];
+            let bits = &mut plane_bits[first..end];
+            if cells <= BATCH_CELLS {
+                let dist = distances(first * cells, (end - first) * cells)?;
+                outs.par_chunks_mut(stages * cells)
+                    .zip(bits.par_iter_mut())
+                    .zip(dist.par_chunks(cells * k))
+                    .enumerate()
+                    .try_for_each(|(i, ((plane_out, plane_bits), dist))| {
+                        choose(first + i, plane_out, plane_bits, 0..cells, dist)
+                    })?;
+            } else {
+                for part in (0..cells).step_by(BATCH_CELLS) {
+                    let range = part..(part + BATCH_CELLS).min(cells);
+                    let dist = distances(first * cells + part, range.len())?;
+                    choose(first, outs, &mut bits[0], range, &dist)?;
                 }
-                Ok(())
-            })?;
+            }
+            first = end;
+        }
         let chosen: Vec<u32> = (0..planes)
             .flat_map(|p| out[p * stages * cells + s * cells..][..cells].to_vec())
             .collect();
@@ -199,10 +245,10 @@ pub(crate) fn encode_grids(
     grouped(
         planes,
         |p| (padded(p.geometry.width), padded(p.geometry.height)),
-        |p| p.planes.len(),
+        |p| network_pixels(p.geometry),
         |(pw, ph), group| {
             let x = network_input(&plane_refs(group), pw, ph)?;
-            let z = model.net.encode_latents(&x)?;
+            let z = model.net.encode_latents_tiled(&x, BATCH_CELLS)?;
             let (flat, _) = quantize_latents(model, &lengths, &z, stages, 1.0)?;
             let channels: Vec<u8> = group.iter().map(|p| p.planes.len() as u8).collect();
             grids_from_network(&flat, &channels, stages, pw / GRID_STRIDE, ph / GRID_STRIDE)
@@ -218,7 +264,7 @@ pub(crate) fn reconstruct(
     grouped(
         items,
         |(g, grid)| (padded(g.width), padded(g.height), grid.stages),
-        |(g, _)| g.channels as usize,
+        |(g, _)| network_pixels(*g),
         |(pw, ph, stages), group| {
             let (gw, gh) = (pw / GRID_STRIDE, ph / GRID_STRIDE);
             for (_, grid) in group {
@@ -229,21 +275,37 @@ pub(crate) fn reconstruct(
             let flat = network_from_grids(group.iter().map(|(_, grid)| grid));
             let count = flat.len() / (stages as usize * gw * gh);
             let idx = Tensor::from_vec(flat, (count, stages as usize, gh, gw), &Device::Cpu)?;
-            let y = model.net.decode(&idx)?;
-            let values = y.flatten_all()?.to_vec1::<f32>()?;
-            let mut images = Vec::with_capacity(group.len());
-            let mut plane_no = 0;
-            for (g, _) in group {
-                let planes: Vec<Vec<u8>> = (0..g.channels as usize)
-                    .map(|q| {
-                        let v = &values[(plane_no + q) * ph * pw..(plane_no + q + 1) * ph * pw];
-                        output_to_plane(v, g.width, g.height)
-                    })
-                    .collect();
-                plane_no += g.channels as usize;
-                images.push(image_from_planes(*g, &planes)?);
-            }
-            Ok(images)
+            // Each plane's size, in network order.
+            let sizes: Vec<(u32, u32)> = group
+                .iter()
+                .flat_map(|(g, _)| std::iter::repeat_n((g.width, g.height), g.channels as usize))
+                .collect();
+            let mut planes: Vec<Vec<u8>> = sizes
+                .iter()
+                .map(|&(w, h)| vec![0; w as usize * h as usize])
+                .collect();
+            model
+                .net
+                .decode_tiled(&idx, BATCH_CELLS, |y0, x0, pixels| {
+                    let (_, th, tw, _) = pixels.dims4()?;
+                    let values = pixels.flatten_all()?.to_vec1::<f32>()?;
+                    for ((plane, &size), v) in planes
+                        .iter_mut()
+                        .zip(&sizes)
+                        .zip(values.chunks_exact(th * tw))
+                    {
+                        write_tile(plane, size, v, (x0, y0), (tw, th));
+                    }
+                    Ok(())
+                })?;
+            let mut planes = planes.into_iter();
+            group
+                .iter()
+                .map(|(g, _)| {
+                    let own: Vec<Vec<u8>> = planes.by_ref().take(g.channels as usize).collect();
+                    image_from_planes(*g, &own)
+                })
+                .collect()
         },
     )
 }
@@ -359,12 +421,20 @@ pub(crate) fn encode_images(
         .zip(&levels)
         .map(|(g, &l)| Ok(g.first_stages(l)?))
         .collect::<Result<Vec<_>, CodecError>>()?;
-    let refined: Vec<Option<IndexGrid>> = if refine_steps > 0 {
-        let grids = refine_grids(model, &planes, &levels, refine_steps)?;
-        grids.into_iter().map(Some).collect()
-    } else {
-        vec![None; planes.len()]
-    };
+    // Refinement runs the decoder and its gradient on whole images, so an
+    // image larger than one network pass is kept plain.
+    let mut refined: Vec<Option<IndexGrid>> = vec![None; planes.len()];
+    if refine_steps > 0 {
+        let (todo, todo_levels): (Vec<usize>, Vec<u8>) = (0..planes.len())
+            .filter(|&i| network_pixels(planes[i].geometry) <= BATCH_PIXELS)
+            .map(|i| (i, levels[i]))
+            .unzip();
+        let subset: Vec<&Planes> = todo.iter().map(|&i| &planes[i]).collect();
+        let grids = refine_grids(model, &subset, &todo_levels, refine_steps)?;
+        for (i, grid) in todo.into_iter().zip(grids) {
+            refined[i] = Some(grid);
+        }
+    }
     plain
         .into_par_iter()
         .zip(refined)

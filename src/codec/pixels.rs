@@ -154,14 +154,37 @@ pub(crate) fn plane_to_input(plane: &[u8], width: u32, height: u32, out: &mut Ve
 
 /// The network's output `(ph x pw)` cropped to `width x height` and rounded to 8 bits.
 pub(crate) fn output_to_plane(values: &[f32], width: u32, height: u32) -> Vec<u8> {
-    let pw = padded(width);
-    let mut out = Vec::with_capacity(width as usize * height as usize);
-    for y in 0..height as usize {
-        for &v in &values[y * pw..y * pw + width as usize] {
-            out.push((v * 255.0).round().clamp(0.0, 255.0) as u8);
+    let mut out = vec![0; width as usize * height as usize];
+    write_tile(
+        &mut out,
+        (width, height),
+        values,
+        (0, 0),
+        (padded(width), padded(height)),
+    );
+    out
+}
+
+/// Writes the network's output for a tile of `tw x th` pixels, whose top
+/// left is at column `x0`, row `y0` of a plane of `width x height`, into
+/// that plane, rounded to 8 bits; the part outside the plane (the padding)
+/// is dropped.
+pub(crate) fn write_tile(
+    plane: &mut [u8],
+    (width, height): (u32, u32),
+    values: &[f32],
+    (x0, y0): (usize, usize),
+    (tw, th): (usize, usize),
+) {
+    let (w, h) = (width as usize, height as usize);
+    let cols = tw.min(w.saturating_sub(x0));
+    for y in 0..th.min(h.saturating_sub(y0)) {
+        let src = &values[y * tw..][..cols];
+        let dst = &mut plane[(y0 + y) * w + x0..][..cols];
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = (v * 255.0).round().clamp(0.0, 255.0) as u8;
         }
     }
-    out
 }
 
 /// Interleaves planes back into an image of the geometry's colour type.

@@ -27,7 +27,7 @@ use candle_core::{Device, Tensor, Var};
 use crate::entropy::{CodeLengths, IndexGrid};
 use crate::model::GRID_STRIDE;
 
-use super::batch::{grids_from_network, grouped, quantize_latents};
+use super::batch::{grids_from_network, grouped, network_pixels, quantize_latents};
 use super::pixels::{PlaneRef, Planes, network_input, output_to_plane, padded, plane_refs};
 use super::{CodecError, Model};
 
@@ -56,16 +56,16 @@ const MIN_BATCH_CELLS: usize = 64;
 /// Returns one grid per image, of `levels[i]` stages.
 pub(crate) fn refine_grids(
     model: &Model,
-    planes: &[Planes],
+    planes: &[&Planes],
     levels: &[u8],
     steps: u8,
 ) -> Result<Vec<IndexGrid>, CodecError> {
     let lengths = model.prior.code_lengths();
-    let items: Vec<(&Planes, u8)> = planes.iter().zip(levels.iter().copied()).collect();
+    let items: Vec<(&Planes, u8)> = planes.iter().copied().zip(levels.iter().copied()).collect();
     grouped(
         &items,
         |(p, level)| (padded(p.geometry.width), padded(p.geometry.height), *level),
-        |(p, _)| p.planes.len(),
+        |(p, _)| network_pixels(p.geometry),
         |(pw, ph, stages), group| {
             let images: Vec<&Planes> = group.iter().map(|(p, _)| *p).collect();
             let refined = refine_group(model, &lengths, &images, stages, pw, ph, steps)?;

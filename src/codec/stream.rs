@@ -166,6 +166,12 @@ enum ModelRef<'m> {
     Embedded(Box<Model>),
 }
 
+/// Samples (pixels x channels) of decoded images [`Decoder::next_batch`]
+/// holds at most, but for its last image: a few small frames' worth of
+/// bytes can declare images of any size, so a batch is bounded by what it
+/// decodes to, not by its frame count alone.
+pub const DECODE_BATCH_SAMPLES: usize = 1 << 20;
+
 /// Reads images from a `.vqz` stream one batch at a time, never holding
 /// more than a batch of frames.
 pub struct Decoder<'m, R: Read> {
@@ -230,7 +236,8 @@ impl<'m, R: Read> Decoder<'m, R> {
         matches!(self.model, ModelRef::Embedded(_))
     }
 
-    /// Decodes up to `max` further images; an empty vector at the end of a
+    /// Decodes up to `max` further images, fewer once they reach
+    /// [`DECODE_BATCH_SAMPLES`] samples; an empty vector at the end of a
     /// complete stream. A stream cut short yields its complete frames, then
     /// the error.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<DecodedImage>, CodecError> {
@@ -242,9 +249,14 @@ impl<'m, R: Read> Decoder<'m, R> {
             return Ok(Vec::new());
         }
         let mut frames: Vec<Frame> = Vec::new();
-        while frames.len() < max.max(1) {
+        let mut samples = 0usize;
+        while frames.len() < max.max(1) && samples < DECODE_BATCH_SAMPLES {
             match self.reader.next_frame() {
-                Ok(Some(f)) => frames.push(f),
+                Ok(Some(f)) => {
+                    let g = f.header.geometry;
+                    samples += g.width as usize * g.height as usize * g.channels as usize;
+                    frames.push(f);
+                }
                 Ok(None) => {
                     self.done = true;
                     break;

@@ -56,6 +56,11 @@ impl Conv {
         self
     }
 
+    /// Side of the (square) kernel: 1 or 3.
+    pub fn kernel(&self) -> usize {
+        self.kernel
+    }
+
     pub fn in_channels(&self) -> usize {
         self.in_channels
     }

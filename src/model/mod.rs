@@ -8,6 +8,7 @@ mod layers;
 mod network;
 mod params;
 pub(crate) mod tensor_file;
+mod tiles;
 
 pub use config::{
     GRID_STRIDE, GRID_STRIDE_LOG2, MAX_CHANNELS, MAX_CODEBOOK_SIZE, MAX_LATENT_DIM, MAX_STAGES,

@@ -179,10 +179,27 @@ impl VqVae {
         }
     }
 
+    /// Latent cells around a cell that the encoder reads to compute it: an
+    /// upper bound on its receptive radius, as each 3x3 convolution (at the
+    /// latent or a finer resolution) reaches at most one cell further.
+    pub fn encoder_halo(&self) -> usize {
+        halo(&self.convs[ENC_IN..=ENC_OUT])
+    }
+
+    /// Latent cells around a cell whose vectors the decoder reads to
+    /// compute that cell's pixels (an upper bound, as [`Self::encoder_halo`]).
+    pub fn decoder_halo(&self) -> usize {
+        halo(&self.convs[DEC_IN..=DEC_OUT])
+    }
+
     /// Code indices `(b, stages, gh, gw)` to images `(b, 4 gh, 4 gw, 1)`.
     pub fn decode(&self, indices: &Tensor) -> Result<Tensor> {
         self.decode_latents(&self.dequantize(indices)?)
     }
+}
+
+fn halo(convs: &[Conv]) -> usize {
+    convs.iter().map(|c| c.kernel() / 2).sum()
 }
 
 /// What [`VqVae::quantize`] chose, stage by stage.

@@ -1,0 +1,226 @@
+//! The network's passes over large images in spatial tiles.
+//!
+//! The network is fully convolutional, so an image of any size can go
+//! through it in pieces: each tile of the latent grid is computed from
+//! itself and a margin (halo) of its neighbours at least as wide as the
+//! network's receptive radius, and only the tile's own part of the result
+//! is kept. Every layer sums in an order fixed by its shape alone (see
+//! `layers.rs`), so the tiles put together are bit for bit the whole
+//! image's pass, while memory is that of one tile's activations (about a
+//! kilobyte per pixel) instead of the whole image's.
+
+use candle_core::{Result, Tensor};
+
+use super::{GRID_STRIDE, VqVae};
+
+/// Fewest latent cells on the side of a tile's own part: smaller tiles
+/// would spend most of their work on their halo.
+const MIN_TILE_CELLS: usize = 8;
+
+/// One tile's extent along one side of the latent grid: cells
+/// `start..end` are its own; `lo..hi`, with the halo and clipped to the
+/// grid, go through the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+    lo: usize,
+    hi: usize,
+}
+
+impl Span {
+    fn own(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn with_halo(&self) -> usize {
+        self.hi - self.lo
+    }
+
+    /// Offset of the tile's own cells within the cells passed.
+    fn skip(&self) -> usize {
+        self.start - self.lo
+    }
+}
+
+/// The tiles along a side of `len` cells.
+fn spans(len: usize, tile: usize, halo: usize) -> Vec<Span> {
+    (0..len)
+        .step_by(tile.max(1))
+        .map(|start| {
+            let end = (start + tile).min(len);
+            Span {
+                start,
+                end,
+                lo: start.saturating_sub(halo),
+                hi: (end + halo).min(len),
+            }
+        })
+        .collect()
+}
+
+/// The side (in cells) of the tiles for `batch` planes of a `gh x gw`
+/// latent grid such that one pass holds about `max_cells` cells with the
+/// halo, or `None` when the whole grid fits in one pass.
+fn tile_side(batch: usize, gh: usize, gw: usize, halo: usize, max_cells: usize) -> Option<usize> {
+    if batch.saturating_mul(gh).saturating_mul(gw) <= max_cells {
+        return None;
+    }
+    let side = (max_cells / batch.max(1)).isqrt();
+    Some(side.saturating_sub(2 * halo).max(MIN_TILE_CELLS))
+}
+
+impl VqVae {
+    /// [`VqVae::encode_latents`] of `x` `(b, 4 gh, 4 gw, 1)`, computed in
+    /// spatial tiles when the batch holds more than `max_cells` latent
+    /// cells: the same values, with the memory of one tile. The result is
+    /// detached (no gradient), so no tile's activations outlive its pass.
+    pub fn encode_latents_tiled(&self, x: &Tensor, max_cells: usize) -> Result<Tensor> {
+        let (b, h, w, _) = x.dims4()?;
+        let (gh, gw) = (h / GRID_STRIDE, w / GRID_STRIDE);
+        let halo = self.encoder_halo();
+        let Some(tile) = tile_side(b, gh, gw, halo, max_cells) else {
+            return self.encode_latents(x).map(|z| z.detach());
+        };
+        let g = GRID_STRIDE;
+        let mut rows = Vec::new();
+        for ty in spans(gh, tile, halo) {
+            let mut row = Vec::new();
+            for tx in spans(gw, tile, halo) {
+                let part = x
+                    .narrow(1, ty.lo * g, ty.with_halo() * g)?
+                    .narrow(2, tx.lo * g, tx.with_halo() * g)?
+                    .contiguous()?;
+                let z = self.encode_latents(&part)?.detach();
+                row.push(
+                    z.narrow(1, ty.skip(), ty.own())?
+                        .narrow(2, tx.skip(), tx.own())?,
+                );
+            }
+            rows.push(Tensor::cat(&row, 2)?);
+        }
+        Tensor::cat(&rows, 1)
+    }
+
+    /// [`VqVae::decode`] of `indices` `(b, stages, gh, gw)`, computed in
+    /// spatial tiles when the batch holds more than `max_cells` latent
+    /// cells. Calls `emit(y, x, pixels)` for each tile, in raster order,
+    /// with its pixels `(b, th, tw, 1)` (contiguous) whose top left is at
+    /// row `y`, column `x` of the image; once, with the whole image, when it
+    /// fits in one pass.
+    pub fn decode_tiled(
+        &self,
+        indices: &Tensor,
+        max_cells: usize,
+        mut emit: impl FnMut(usize, usize, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let (b, _, gh, gw) = indices.dims4()?;
+        let halo = self.decoder_halo();
+        let Some(tile) = tile_side(b, gh, gw, halo, max_cells) else {
+            return emit(0, 0, &self.decode(indices)?.contiguous()?);
+        };
+        let g = GRID_STRIDE;
+        let latents = self.dequantize(indices)?;
+        let columns = spans(gw, tile, halo);
+        for ty in spans(gh, tile, halo) {
+            for tx in &columns {
+                let part = latents
+                    .narrow(1, ty.lo, ty.with_halo())?
+                    .narrow(2, tx.lo, tx.with_halo())?
+                    .contiguous()?;
+                let pixels = self
+                    .decode_latents(&part)?
+                    .narrow(1, ty.skip() * g, ty.own() * g)?
+                    .narrow(2, tx.skip() * g, tx.own() * g)?
+                    .contiguous()?;
+                emit(ty.start * g, tx.start * g, &pixels)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+
+    use super::*;
+    use crate::model::{ModelConfig, ParamStore};
+
+    fn network() -> VqVae {
+        let config = ModelConfig {
+            stages: 2,
+            ..ModelConfig::default()
+        };
+        let params = ParamStore::init(&config, 7).unwrap();
+        VqVae::new(config, &params).unwrap()
+    }
+
+    #[test]
+    fn spans_cover_the_side_once_with_clipped_halos() {
+        let s = spans(20, 8, 3);
+        let own: Vec<(usize, usize)> = s.iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(own, [(0, 8), (8, 16), (16, 20)]);
+        let passed: Vec<(usize, usize)> = s.iter().map(|s| (s.lo, s.hi)).collect();
+        assert_eq!(passed, [(0, 11), (5, 19), (13, 20)]);
+        assert!(spans(0, 8, 3).is_empty());
+    }
+
+    #[test]
+    fn tiles_only_when_the_batch_is_over_the_budget() {
+        assert_eq!(tile_side(2, 7, 7, 4, 98), None);
+        assert_eq!(tile_side(2, 7, 7, 4, 97), Some(MIN_TILE_CELLS));
+        assert_eq!(tile_side(1, 1000, 1000, 4, 1 << 14), Some(120));
+        assert_eq!(tile_side(4, 1000, 1000, 4, 1 << 14), Some(56));
+    }
+
+    #[test]
+    fn tiled_passes_equal_the_whole_image_pass_bit_for_bit() {
+        let net = network();
+        let (b, gh, gw) = (2, 37, 29);
+        let x = Tensor::rand(
+            0f32,
+            1.0,
+            (b, gh * GRID_STRIDE, gw * GRID_STRIDE, 1),
+            &Device::Cpu,
+        )
+        .unwrap();
+        // A budget of a few 8-cell tiles with their halos.
+        let budget = b * (MIN_TILE_CELLS + 2 * net.encoder_halo().max(net.decoder_halo())).pow(2);
+        let whole = net.encode_latents(&x).unwrap();
+        let tiled = net.encode_latents_tiled(&x, budget).unwrap();
+        assert_eq!(whole.dims(), tiled.dims());
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(flat(&whole) == flat(&tiled), "tiled encoder differs");
+
+        let k = net.config().codebook_size as f32;
+        let indices = (Tensor::rand(0f32, k, (b, 2, gh, gw), &Device::Cpu).unwrap())
+            .floor()
+            .unwrap()
+            .to_dtype(DType::U32)
+            .unwrap();
+        let whole = net.decode(&indices).unwrap();
+        let (h, w) = (gh * GRID_STRIDE, gw * GRID_STRIDE);
+        let mut pieced = vec![f32::NAN; b * h * w];
+        let mut tiles = 0;
+        net.decode_tiled(&indices, budget, |y0, x0, pixels| {
+            let (pb, th, tw, _) = pixels.dims4()?;
+            assert_eq!(pb, b);
+            let v = pixels.flatten_all()?.to_vec1::<f32>()?;
+            for q in 0..b {
+                for y in 0..th {
+                    let src = &v[(q * th + y) * tw..][..tw];
+                    pieced[(q * h + y0 + y) * w + x0..][..tw].copy_from_slice(src);
+                }
+            }
+            tiles += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(
+            tiles > 4,
+            "the budget should split the grid, got {tiles} tile(s)"
+        );
+        assert!(flat(&whole) == pieced, "tiled decoder differs");
+    }
+}
