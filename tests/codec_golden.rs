@@ -55,6 +55,10 @@ fn an_image_larger_than_one_network_pass_codes_as_if_it_went_through_whole() {
         image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/digits-mosaic.png"))
             .unwrap();
     assert_eq!((mosaic.width(), mosaic.height()), (532, 532));
+    assert!(
+        532 * 532 > model.pass_pixels(),
+        "the mosaic must not fit one pass"
+    );
     let want = golden("mosaic.vqz");
     let plain = CompressOptions {
         quality: codec::Quality::Level(3),

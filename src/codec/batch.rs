@@ -12,18 +12,15 @@ use crate::model::{GRID_STRIDE, squared_distances};
 use super::pixels::{
     Planes, image_from_planes, network_input, padded, plane_refs, planes_of, psnr_db, write_tile,
 };
-use super::refine::refine_grids;
+use super::refine::{refine_grids, refine_pixels};
 use super::{CodecError, Model, Quality};
 
-/// Pixels (planes x padded width x height) sent through the network in one
-/// pass. Batches of small images are filled up to it; an image larger than
-/// it goes through in tiles of about this size, to the same result. At
-/// about a kilobyte of activations per pixel, a pass needs some 300 MB
-/// whatever the images' size.
-pub(crate) const BATCH_PIXELS: usize = 1 << 18;
+/// Distances (latent cells x codebook entries) the quantiser computes at
+/// once (32 MiB).
+const DISTANCE_FLOATS: usize = 1 << 23;
 
-/// [`BATCH_PIXELS`] in latent cells.
-const BATCH_CELLS: usize = BATCH_PIXELS / (GRID_STRIDE * GRID_STRIDE);
+/// Pixels of one latent cell.
+const CELL_PIXELS: usize = GRID_STRIDE * GRID_STRIDE;
 
 /// Pixels the network sees for an image: its planes, padded to the grid.
 pub(super) fn network_pixels(g: Geometry) -> usize {
@@ -41,10 +38,11 @@ pub struct EncodedFrame {
 }
 
 /// Runs `f` on groups of items that share a key, in batches of at most
-/// [`BATCH_PIXELS`] pixels by `weight` (or of one item that weighs more),
-/// and returns results in input order.
+/// `budget` by `weight` (or of one item that weighs more), and returns
+/// results in input order.
 pub(super) fn grouped<K: Ord + Copy, T, R>(
     items: &[T],
+    budget: usize,
     key: impl Fn(&T) -> K,
     weight: impl Fn(&T) -> usize,
     mut f: impl FnMut(K, &[&T]) -> Result<Vec<R>, CodecError>,
@@ -56,12 +54,12 @@ pub(super) fn grouped<K: Ord + Copy, T, R>(
     while start < order.len() {
         let k = key(&items[order[start]]);
         let mut end = start;
-        let mut planes = 0;
+        let mut pixels = 0;
         while end < order.len()
             && key(&items[order[end]]) == k
-            && (end == start || planes + weight(&items[order[end]]) <= BATCH_PIXELS)
+            && (end == start || pixels + weight(&items[order[end]]) <= budget)
         {
-            planes += weight(&items[order[end]]);
+            pixels += weight(&items[order[end]]);
             end += 1;
         }
         let refs: Vec<&T> = order[start..end].iter().map(|&i| &items[i]).collect();
@@ -134,16 +132,17 @@ pub(super) fn quantize_latents(
             }
             Ok(())
         };
-        // The distance matrix is built for at most BATCH_CELLS rows at a
-        // time: for whole planes, in parallel, or for a larger plane part
-        // by part in raster order.
-        let per_block = (BATCH_CELLS / cells.max(1)).max(1);
+        // The distance matrix is built for at most `rows` cells at a time:
+        // for whole planes, in parallel, or for a larger plane part by part
+        // in raster order.
+        let rows = (DISTANCE_FLOATS / k.max(1)).max(1);
+        let per_block = (rows / cells.max(1)).max(1);
         let mut first = 0;
         while first < planes {
             let end = (first + per_block).min(planes);
             let outs = &mut out[first * stages * cells..end * stages * cells];
             let bits = &mut plane_bits[first..end];
-            if cells <= BATCH_CELLS {
+            if cells <= rows {
                 let dist = distances(first * cells, (end - first) * cells)?;
                 outs.par_chunks_mut(stages * cells)
                     .zip(bits.par_iter_mut())
@@ -153,8 +152,8 @@ pub(super) fn quantize_latents(
                         choose(first + i, plane_out, plane_bits, 0..cells, dist)
                     })?;
             } else {
-                for part in (0..cells).step_by(BATCH_CELLS) {
-                    let range = part..(part + BATCH_CELLS).min(cells);
+                for part in (0..cells).step_by(rows) {
+                    let range = part..(part + rows).min(cells);
                     let dist = distances(first * cells + part, range.len())?;
                     choose(first, outs, &mut bits[0], range, &dist)?;
                 }
@@ -242,13 +241,15 @@ pub(crate) fn encode_grids(
     stages: u8,
 ) -> Result<Vec<IndexGrid>, CodecError> {
     let lengths = model.prior.code_lengths();
+    let pass = model.pass_pixels();
     grouped(
         planes,
+        pass,
         |p| (padded(p.geometry.width), padded(p.geometry.height)),
         |p| network_pixels(p.geometry),
         |(pw, ph), group| {
             let x = network_input(&plane_refs(group), pw, ph)?;
-            let z = model.net.encode_latents_tiled(&x, BATCH_CELLS)?;
+            let z = model.net.encode_latents_tiled(&x, pass / CELL_PIXELS)?;
             let (flat, _) = quantize_latents(model, &lengths, &z, stages, 1.0)?;
             let channels: Vec<u8> = group.iter().map(|p| p.planes.len() as u8).collect();
             grids_from_network(&flat, &channels, stages, pw / GRID_STRIDE, ph / GRID_STRIDE)
@@ -261,8 +262,10 @@ pub(crate) fn reconstruct(
     model: &Model,
     items: &[(Geometry, IndexGrid)],
 ) -> Result<Vec<DynamicImage>, CodecError> {
+    let pass = model.pass_pixels();
     grouped(
         items,
+        pass,
         |(g, grid)| (padded(g.width), padded(g.height), grid.stages),
         |(g, _)| network_pixels(*g),
         |(pw, ph, stages), group| {
@@ -286,7 +289,7 @@ pub(crate) fn reconstruct(
                 .collect();
             model
                 .net
-                .decode_tiled(&idx, BATCH_CELLS, |y0, x0, pixels| {
+                .decode_tiled(&idx, pass / CELL_PIXELS, |y0, x0, pixels| {
                     let (_, th, tw, _) = pixels.dims4()?;
                     let values = pixels.flatten_all()?.to_vec1::<f32>()?;
                     for ((plane, &size), v) in planes
@@ -422,11 +425,11 @@ pub(crate) fn encode_images(
         .map(|(g, &l)| Ok(g.first_stages(l)?))
         .collect::<Result<Vec<_>, CodecError>>()?;
     // Refinement runs the decoder and its gradient on whole images, so an
-    // image larger than one network pass is kept plain.
+    // image larger than a refinement batch is kept plain.
     let mut refined: Vec<Option<IndexGrid>> = vec![None; planes.len()];
     if refine_steps > 0 {
         let (todo, todo_levels): (Vec<usize>, Vec<u8>) = (0..planes.len())
-            .filter(|&i| network_pixels(planes[i].geometry) <= BATCH_PIXELS)
+            .filter(|&i| network_pixels(planes[i].geometry) <= refine_pixels(model))
             .map(|i| (i, levels[i]))
             .unzip();
         let subset: Vec<&Planes> = todo.iter().map(|&i| &planes[i]).collect();

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::entropy::Prior;
 use crate::format::ModelId;
-use crate::model::{GRID_STRIDE_LOG2, ModelConfig, ModelFile, VqVae, model_sha256};
+use crate::model::{GRID_STRIDE, GRID_STRIDE_LOG2, ModelConfig, ModelFile, VqVae, model_sha256};
 
 use super::CodecError;
 
@@ -36,6 +36,11 @@ impl std::fmt::Debug for Model {
         )
     }
 }
+
+/// Activation floats one pass of the network holds, about: 128 MiB (the
+/// whole pass, with matrix product buffers, needs some 160 MB for the
+/// shipped model).
+pub const PASS_FLOATS: usize = 1 << 25;
 
 impl Model {
     /// The default model shipped inside vqz.
@@ -102,6 +107,16 @@ impl Model {
 
     pub fn config(&self) -> &ModelConfig {
         self.net.config()
+    }
+
+    /// Pixels (planes x width x height, padded to the latent grid) the
+    /// codec sends through this model's network in one pass, so that a
+    /// pass holds about [`PASS_FLOATS`] activation floats: 150,468 for the
+    /// shipped model (192 digits), fewer for a wider one.
+    /// Smaller images are batched up to it; a larger image goes through in
+    /// overlapping tiles, to the same result.
+    pub fn pass_pixels(&self) -> usize {
+        (PASS_FLOATS / self.net.floats_per_pixel().max(1)).max(GRID_STRIDE * GRID_STRIDE)
     }
 
     /// Highest quality level (number of residual stages).

@@ -51,6 +51,13 @@ const RATE_SCALE: f32 = 1.5;
 /// from the same image refined in a batch and pick other indices.
 const MIN_BATCH_CELLS: usize = 64;
 
+/// Pixels refined in one batch: half a network pass, as the decoder's
+/// gradient about doubles what a pass holds. An image larger than this is
+/// not refined.
+pub(crate) fn refine_pixels(model: &Model) -> usize {
+    model.pass_pixels() / 2
+}
+
 /// Refines the encoding of each image of `planes` at its level `levels[i]`
 /// with `steps` steps of the search described in the module documentation.
 /// Returns one grid per image, of `levels[i]` stages.
@@ -64,6 +71,7 @@ pub(crate) fn refine_grids(
     let items: Vec<(&Planes, u8)> = planes.iter().copied().zip(levels.iter().copied()).collect();
     grouped(
         &items,
+        refine_pixels(model),
         |(p, level)| (padded(p.geometry.width), padded(p.geometry.height), *level),
         |(p, _)| network_pixels(p.geometry),
         |(pw, ph, stages), group| {

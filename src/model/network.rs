@@ -192,11 +192,34 @@ impl VqVae {
         halo(&self.convs[DEC_IN..=DEC_OUT])
     }
 
+    /// About how many f32 activations the encoder or the decoder (the
+    /// larger) holds per image pixel in a forward pass: for each
+    /// convolution, its unfolded input (kernel area x input channels) and
+    /// its output, with the activation after it, at that layer's
+    /// resolution. The shipped model holds 223; a wider model more.
+    pub fn floats_per_pixel(&self) -> usize {
+        let per_layer = |c: &Conv, px: &usize| {
+            (c.kernel() * c.kernel() * c.in_channels() + 2 * c.out_channels()).div_ceil(*px)
+        };
+        let sum = |range: std::ops::RangeInclusive<usize>| -> usize {
+            self.convs[range.clone()]
+                .iter()
+                .zip(&PIXELS_PER_POSITION[range])
+                .map(|(c, px)| per_layer(c, px))
+                .sum()
+        };
+        sum(ENC_IN..=ENC_OUT).max(sum(DEC_IN..=DEC_OUT))
+    }
+
     /// Code indices `(b, stages, gh, gw)` to images `(b, 4 gh, 4 gw, 1)`.
     pub fn decode(&self, indices: &Tensor) -> Result<Tensor> {
         self.decode_latents(&self.dequantize(indices)?)
     }
 }
+
+/// Image pixels per position of each convolution's input, in forward
+/// order (as `conv_layers`): 4 at half the image side, 16 at the latent grid.
+const PIXELS_PER_POSITION: [usize; 11] = [4, 16, 16, 16, 16, 16, 16, 16, 16, 4, 4];
 
 fn halo(convs: &[Conv]) -> usize {
     convs.iter().map(|c| c.kernel() / 2).sum()

@@ -175,6 +175,23 @@ mod tests {
     }
 
     #[test]
+    fn a_wider_network_holds_more_floats_per_pixel() {
+        let narrow = network().floats_per_pixel();
+        let config = ModelConfig {
+            stages: 2,
+            channels_low: 256,
+            channels_high: 128,
+            ..ModelConfig::default()
+        };
+        let wide = VqVae::new(config, &ParamStore::init(&config, 7).unwrap()).unwrap();
+        assert!(
+            wide.floats_per_pixel() > 3 * narrow,
+            "{narrow} vs {}",
+            wide.floats_per_pixel()
+        );
+    }
+
+    #[test]
     fn tiled_passes_equal_the_whole_image_pass_bit_for_bit() {
         let net = network();
         let (b, gh, gw) = (2, 37, 29);

@@ -1,0 +1,94 @@
+//! The codec fuzz check. Fuzz input describes frames (a control byte, an
+//! optional small geometry, a payload); they are written with valid CRCs,
+//! so the bytes reach the entropy decoder and the network, and the stream
+//! is decoded with the shipped model one frame at a time. Each frame must
+//! come back as an image of its geometry or as an error, then the stream
+//! must end: never a panic, a hang or a huge allocation.
+
+use std::sync::OnceLock;
+
+use vqz::codec::{Decoder, Model};
+use vqz::format::{CodingMode, FileHeader, Geometry, Writer};
+
+/// Frames one input may describe.
+const MAX_FRAMES: usize = 16;
+
+fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| Model::default_model().expect("the shipped model loads"))
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (head, rest) = input.split_at_checked(n)?;
+    *input = rest;
+    Some(head)
+}
+
+pub fn codec_decoder(data: &[u8]) {
+    let model = model();
+    let default = Geometry {
+        width: 28,
+        height: 28,
+        channels: 1,
+    };
+    let header = FileHeader::new(model.id(), default, model.grid_stride_log2());
+    let mut writer = Writer::new(Vec::new(), &header, None).expect("valid header");
+    let mut input = data;
+    let mut geometries = Vec::new();
+    while geometries.len() < MAX_FRAMES {
+        let Some(&[control]) = take(&mut input, 1) else {
+            break;
+        };
+        // Bits 0-2: stages - 1 (levels over the model's are errors);
+        // bit 3: ANS; bit 4: a geometry of up to 64x64 follows.
+        let stages = (control & 7) + 1;
+        let mode = if control & 8 != 0 {
+            CodingMode::Ans
+        } else {
+            CodingMode::Stored
+        };
+        let geometry = if control & 16 != 0 {
+            let Some(&[w, h, c]) = take(&mut input, 3) else {
+                break;
+            };
+            Geometry {
+                width: u32::from(w % 64) + 1,
+                height: u32::from(h % 64) + 1,
+                channels: [1, 3, 4][usize::from(c % 3)],
+            }
+        } else {
+            default
+        };
+        let Some(&[len]) = take(&mut input, 1) else {
+            break;
+        };
+        let n = usize::from(len).min(input.len());
+        let payload = take(&mut input, n).unwrap_or_default();
+        // The writer refuses payloads over the spec's bound for the frame.
+        if writer.write_frame(mode, stages, geometry, payload).is_ok() {
+            geometries.push(geometry);
+        }
+    }
+    let file = writer.finish().expect("writing to memory");
+
+    let mut decoder = Decoder::new(&file[..], &[model]).expect("a valid header naming the model");
+    for (number, geometry) in geometries.iter().enumerate() {
+        match decoder.next_batch(1) {
+            Ok(batch) => {
+                let [image] = batch.as_slice() else {
+                    panic!("frame {number}: {} images", batch.len());
+                };
+                assert_eq!(image.number, number as u64);
+                let got = (image.image.width(), image.image.height());
+                assert_eq!(got, (geometry.width, geometry.height), "frame {number}");
+                let channels = image.image.color().channel_count();
+                assert_eq!(channels, geometry.channels, "frame {number}");
+            }
+            // A payload that is no valid coding of its grid, or a level the
+            // model lacks: that frame fails, the next one is read.
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+    let rest = decoder.next_batch(1).expect("the stream ends cleanly");
+    assert!(rest.is_empty(), "frames past the last one written");
+}
