@@ -452,3 +452,58 @@ fn decoder_batches_are_bounded_by_decoded_size_not_frame_count() {
     }
     assert_eq!(sizes, [vec![28, 1024], vec![28, 1024], vec![28]]);
 }
+
+/// A 229x231 RGB image is over one network pass (three padded 232x232
+/// planes), so it goes through in tiles of three planes; each of its
+/// planes alone, as a grey image, fits in one pass. Planes are coded
+/// independently, so the two must decode to the same pixels: this covers
+/// tiling of several planes, their order, and sides that are not a
+/// multiple of the grid.
+#[test]
+fn a_tiled_colour_image_decodes_as_its_planes_do_alone() {
+    let model = Model::default_model().unwrap();
+    let (w, h) = (229, 231);
+    assert!(3 * 232 * 232 > model.pass_pixels() && 232 * 232 <= model.pass_pixels());
+    let rgb = RgbImage::from_fn(w, h, |x, y| {
+        let v = |c: u32| ((x * (3 + c) + y * (5 - c) + (x ^ y) * c) % 256) as u8;
+        Rgb([v(0), v(1), v(2)])
+    });
+    let plain = CompressOptions {
+        quality: Quality::Level(2),
+        refine_steps: 0,
+        ..CompressOptions::default()
+    };
+    let roundtrip = |image: DynamicImage| {
+        let bytes = codec::compress(&model, &image, &plain).unwrap();
+        codec::decompress(&bytes, &model).unwrap()
+    };
+    let back = roundtrip(DynamicImage::ImageRgb8(rgb.clone())).to_rgb8();
+    for c in 0..3 {
+        let grey = GrayImage::from_fn(w, h, |x, y| Luma([rgb.get_pixel(x, y)[c]]));
+        let alone = roundtrip(DynamicImage::ImageLuma8(grey)).to_luma8();
+        let same = back.pixels().zip(alone.pixels()).all(|(a, b)| a[c] == b[0]);
+        assert!(same, "plane {c} differs from the same plane coded alone");
+    }
+}
+
+/// An image the container cannot hold in one frame is refused before any
+/// network work, with the reason.
+#[test]
+fn an_image_over_the_frame_limits_is_refused_up_front() {
+    let model = Model::default_model().unwrap();
+    let started = std::time::Instant::now();
+    // 4800x4800 grey at level 3: 1200 x 1200 cells x 3 stages = 4,320,000
+    // indices, over 2^22.
+    let big = DynamicImage::ImageLuma8(GrayImage::new(4800, 4800));
+    match codec::compress(&model, &big, &level(3)) {
+        Err(CodecError::UnsupportedImage(why)) => assert!(why.contains("4320000"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let wide = DynamicImage::ImageLuma8(GrayImage::new(16385, 1));
+    assert!(matches!(
+        codec::compress(&model, &wide, &level(1)),
+        Err(CodecError::UnsupportedImage(_))
+    ));
+    // Refused before the network ran over 23 million pixels (seconds).
+    eprintln!("refused in {:?}", started.elapsed());
+}

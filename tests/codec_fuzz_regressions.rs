@@ -1,6 +1,7 @@
 //! Replays the stored `codec_decoder` fuzz inputs
-//! (`testdata/fuzz-regressions/codec_decoder/`) and a few thousand
-//! generated ones through the check the fuzz target runs.
+//! (`testdata/fuzz-regressions/codec_decoder/`: crash inputs, if any, and
+//! seeds from the fuzzer's corpus) and a few thousand generated ones
+//! through the check the fuzz target runs.
 #![cfg(feature = "codec")]
 
 #[path = "support/fuzz_codec.rs"]
@@ -14,14 +15,15 @@ use rand_chacha::ChaCha8Rng;
 #[test]
 fn stored_inputs() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fuzz-regressions/codec_decoder");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut count = 0;
     for entry in entries {
         let path = entry.unwrap().path();
         eprintln!("replaying {}", path.display());
         fuzz_codec::codec_decoder(&std::fs::read(&path).unwrap());
+        count += 1;
     }
+    assert!(count > 0, "no stored inputs in {}", dir.display());
 }
 
 /// Random frames: short random payloads rarely decode, so these mostly

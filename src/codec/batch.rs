@@ -6,7 +6,7 @@ use image::DynamicImage;
 use rayon::prelude::*;
 
 use crate::entropy::{CodeLengths, IndexGrid, decode_grid, encode_grid};
-use crate::format::{CodingMode, Geometry};
+use crate::format::{CodingMode, Geometry, Limits};
 use crate::model::{GRID_STRIDE, squared_distances};
 
 use super::pixels::{
@@ -15,8 +15,9 @@ use super::pixels::{
 use super::refine::{refine_grids, refine_pixels};
 use super::{CodecError, Model, Quality};
 
-/// Distances (latent cells x codebook entries) the quantiser computes at
-/// once (32 MiB).
+/// Distances (latent cells x codebook entries) the quantiser computes in
+/// one matrix product: 2^23 floats, 32 MiB (a few times that while they
+/// are computed and copied out).
 const DISTANCE_FLOATS: usize = 1 << 23;
 
 /// Pixels of one latent cell.
@@ -133,8 +134,9 @@ pub(super) fn quantize_latents(
             Ok(())
         };
         // The distance matrix is built for at most `rows` cells at a time:
-        // for whole planes, in parallel, or for a larger plane part by part
-        // in raster order.
+        // for whole planes, in parallel, or for a larger plane in equal
+        // parts in raster order (equal, so that no part is a row or two,
+        // which the matrix product would sum in another order).
         let rows = (DISTANCE_FLOATS / k.max(1)).max(1);
         let per_block = (rows / cells.max(1)).max(1);
         let mut first = 0;
@@ -152,9 +154,10 @@ pub(super) fn quantize_latents(
                         choose(first + i, plane_out, plane_bits, 0..cells, dist)
                     })?;
             } else {
-                for part in (0..cells).step_by(rows) {
-                    let range = part..(part + rows).min(cells);
-                    let dist = distances(first * cells + part, range.len())?;
+                let parts = cells.div_ceil(rows);
+                for part in 0..parts {
+                    let range = cells * part / parts..cells * (part + 1) / parts;
+                    let dist = distances(first * cells + range.start, range.len())?;
                     choose(first, outs, &mut bits[0], range, &dist)?;
                 }
             }
@@ -375,6 +378,20 @@ pub(crate) fn encode_images(
         Plan::Level(l) => l,
         Plan::MaxBytes(_) | Plan::TargetPsnr(_) => max,
     };
+    // Refuse what the container cannot hold before any network work.
+    let limits = Limits::DEFAULT;
+    for p in &planes {
+        let g = p.geometry;
+        g.validate(&limits).map_err(CodecError::UnsupportedImage)?;
+        let symbols = g.symbol_count(model.grid_stride_log2(), stages);
+        if symbols > limits.max_symbols_per_frame {
+            return Err(CodecError::UnsupportedImage(format!(
+                "a {}x{} image of {} channel(s) at level {stages} is {symbols} indices, over \
+                 the format's {} per frame; use a lower level or a smaller image",
+                g.width, g.height, g.channels, limits.max_symbols_per_frame
+            )));
+        }
+    }
     // The level of each image is chosen on the plain encoding. Refinement
     // then never worsens a plane's error, and a refined frame is kept only
     // if its payload is no longer than the plain one's, so a level that

@@ -112,7 +112,7 @@ impl Model {
     /// Pixels (planes x width x height, padded to the latent grid) the
     /// codec sends through this model's network in one pass, so that a
     /// pass holds about [`PASS_FLOATS`] activation floats: 150,468 for the
-    /// shipped model (192 digits), fewer for a wider one.
+    /// shipped model (191 digits), fewer for a wider one.
     /// Smaller images are batched up to it; a larger image goes through in
     /// overlapping tiles, to the same result.
     pub fn pass_pixels(&self) -> usize {

@@ -59,15 +59,47 @@ fn spans(len: usize, tile: usize, halo: usize) -> Vec<Span> {
         .collect()
 }
 
-/// The side (in cells) of the tiles for `batch` planes of a `gh x gw`
-/// latent grid such that one pass holds about `max_cells` cells with the
-/// halo, or `None` when the whole grid fits in one pass.
-fn tile_side(batch: usize, gh: usize, gw: usize, halo: usize, max_cells: usize) -> Option<usize> {
+/// The own part of the tiles, `(rows, columns)` of cells, for `batch`
+/// planes of a `gh x gw` latent grid such that one pass holds about
+/// `max_cells` cells with the halo; `None` when the whole grid fits in one
+/// pass. Tiles are square but on grids too short for that, which get tiles
+/// of their whole height and as wide as the budget allows.
+fn tile_shape(
+    batch: usize,
+    gh: usize,
+    gw: usize,
+    halo: usize,
+    max_cells: usize,
+) -> Option<(usize, usize)> {
     if batch.saturating_mul(gh).saturating_mul(gw) <= max_cells {
         return None;
     }
-    let side = (max_cells / batch.max(1)).isqrt();
-    Some(side.saturating_sub(2 * halo).max(MIN_TILE_CELLS))
+    let per_plane = max_cells / batch.max(1);
+    let rows = per_plane
+        .isqrt()
+        .saturating_sub(2 * halo)
+        .max(MIN_TILE_CELLS)
+        .min(gh);
+    let rows_passed = (rows + 2 * halo).min(gh);
+    let columns = (per_plane / rows_passed)
+        .saturating_sub(2 * halo)
+        .max(MIN_TILE_CELLS);
+    Some((rows, columns))
+}
+
+/// Cells `ty` x `tx` (with their halo) of `t`, whose spatial dimensions
+/// are `dims` and hold `scale` elements per cell.
+fn window(t: &Tensor, dims: (usize, usize), ty: &Span, tx: &Span, scale: usize) -> Result<Tensor> {
+    t.narrow(dims.0, ty.lo * scale, ty.with_halo() * scale)?
+        .narrow(dims.1, tx.lo * scale, tx.with_halo() * scale)?
+        .contiguous()
+}
+
+/// The tile's own cells of a pass's output `(b, rows, columns, c)` over
+/// its window, at `scale` elements per cell.
+fn own_part(t: &Tensor, ty: &Span, tx: &Span, scale: usize) -> Result<Tensor> {
+    t.narrow(1, ty.skip() * scale, ty.own() * scale)?
+        .narrow(2, tx.skip() * scale, tx.own() * scale)
 }
 
 impl VqVae {
@@ -79,35 +111,30 @@ impl VqVae {
         let (b, h, w, _) = x.dims4()?;
         let (gh, gw) = (h / GRID_STRIDE, w / GRID_STRIDE);
         let halo = self.encoder_halo();
-        let Some(tile) = tile_side(b, gh, gw, halo, max_cells) else {
+        let Some((rows, columns)) = tile_shape(b, gh, gw, halo, max_cells) else {
             return self.encode_latents(x).map(|z| z.detach());
         };
-        let g = GRID_STRIDE;
-        let mut rows = Vec::new();
-        for ty in spans(gh, tile, halo) {
-            let mut row = Vec::new();
-            for tx in spans(gw, tile, halo) {
-                let part = x
-                    .narrow(1, ty.lo * g, ty.with_halo() * g)?
-                    .narrow(2, tx.lo * g, tx.with_halo() * g)?
-                    .contiguous()?;
+        let columns = spans(gw, columns, halo);
+        let mut bands = Vec::new();
+        for ty in spans(gh, rows, halo) {
+            let mut band = Vec::new();
+            for tx in &columns {
+                let part = window(x, (1, 2), &ty, tx, GRID_STRIDE)?;
                 let z = self.encode_latents(&part)?.detach();
-                row.push(
-                    z.narrow(1, ty.skip(), ty.own())?
-                        .narrow(2, tx.skip(), tx.own())?,
-                );
+                band.push(own_part(&z, &ty, tx, 1)?);
             }
-            rows.push(Tensor::cat(&row, 2)?);
+            bands.push(Tensor::cat(&band, 2)?);
         }
-        Tensor::cat(&rows, 1)
+        Tensor::cat(&bands, 1)
     }
 
     /// [`VqVae::decode`] of `indices` `(b, stages, gh, gw)`, computed in
     /// spatial tiles when the batch holds more than `max_cells` latent
-    /// cells. Calls `emit(y, x, pixels)` for each tile, in raster order,
-    /// with its pixels `(b, th, tw, 1)` (contiguous) whose top left is at
-    /// row `y`, column `x` of the image; once, with the whole image, when it
-    /// fits in one pass.
+    /// cells; each tile looks up only its own codebook vectors. Calls
+    /// `emit(y, x, pixels)` for each tile, in raster order, with its pixels
+    /// `(b, th, tw, 1)` (contiguous) whose top left is at row `y`, column
+    /// `x` of the image; once, with the whole image, when it fits in one
+    /// pass.
     pub fn decode_tiled(
         &self,
         indices: &Tensor,
@@ -116,24 +143,16 @@ impl VqVae {
     ) -> Result<()> {
         let (b, _, gh, gw) = indices.dims4()?;
         let halo = self.decoder_halo();
-        let Some(tile) = tile_side(b, gh, gw, halo, max_cells) else {
+        let Some((rows, columns)) = tile_shape(b, gh, gw, halo, max_cells) else {
             return emit(0, 0, &self.decode(indices)?.contiguous()?);
         };
-        let g = GRID_STRIDE;
-        let latents = self.dequantize(indices)?;
-        let columns = spans(gw, tile, halo);
-        for ty in spans(gh, tile, halo) {
+        let columns = spans(gw, columns, halo);
+        for ty in spans(gh, rows, halo) {
             for tx in &columns {
-                let part = latents
-                    .narrow(1, ty.lo, ty.with_halo())?
-                    .narrow(2, tx.lo, tx.with_halo())?
-                    .contiguous()?;
-                let pixels = self
-                    .decode_latents(&part)?
-                    .narrow(1, ty.skip() * g, ty.own() * g)?
-                    .narrow(2, tx.skip() * g, tx.own() * g)?
-                    .contiguous()?;
-                emit(ty.start * g, tx.start * g, &pixels)?;
+                let latents = self.dequantize(&window(indices, (2, 3), &ty, tx, 1)?)?;
+                let pixels = self.decode_latents(&latents)?;
+                let pixels = own_part(&pixels, &ty, tx, GRID_STRIDE)?.contiguous()?;
+                emit(ty.start * GRID_STRIDE, tx.start * GRID_STRIDE, &pixels)?;
             }
         }
         Ok(())
@@ -168,10 +187,13 @@ mod tests {
 
     #[test]
     fn tiles_only_when_the_batch_is_over_the_budget() {
-        assert_eq!(tile_side(2, 7, 7, 4, 98), None);
-        assert_eq!(tile_side(2, 7, 7, 4, 97), Some(MIN_TILE_CELLS));
-        assert_eq!(tile_side(1, 1000, 1000, 4, 1 << 14), Some(120));
-        assert_eq!(tile_side(4, 1000, 1000, 4, 1 << 14), Some(56));
+        assert_eq!(tile_shape(2, 7, 7, 4, 98), None);
+        assert_eq!(tile_shape(2, 7, 7, 4, 97), Some((7, MIN_TILE_CELLS)));
+        assert_eq!(tile_shape(1, 1000, 1000, 4, 1 << 14), Some((120, 120)));
+        assert_eq!(tile_shape(4, 1000, 1000, 4, 1 << 14), Some((56, 56)));
+        // A strip: tiles of its whole height, as wide as the budget allows.
+        assert_eq!(tile_shape(4, 1, 4096, 4, 9404), Some((1, 2343)));
+        assert_eq!(tile_shape(1, 4096, 2, 4, 1000), Some((23, 24)));
     }
 
     #[test]
