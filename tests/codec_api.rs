@@ -507,3 +507,31 @@ fn an_image_over_the_frame_limits_is_refused_up_front() {
     // Refused before the network ran over 23 million pixels (seconds).
     eprintln!("refused in {:?}", started.elapsed());
 }
+
+/// Images too large for a refinement batch (half a network pass) but
+/// within one pass are refined alone.
+#[test]
+fn an_image_up_to_one_network_pass_is_still_refined() {
+    let model = Model::default_model().unwrap();
+    let pass = model.pass_pixels();
+    assert!(280 * 280 > pass / 2 && 280 * 280 <= pass);
+    let tiles = digits(100);
+    let mosaic = GrayImage::from_fn(280, 280, |x, y| {
+        let tile = tiles[(y / 28 * 10 + x / 28) as usize].as_luma8().unwrap();
+        *tile.get_pixel(x % 28, y % 28)
+    });
+    let mosaic = DynamicImage::ImageLuma8(mosaic);
+    let plain = CompressOptions {
+        refine_steps: 0,
+        ..level(3)
+    };
+    let refined = codec::compress(&model, &mosaic, &level(3)).unwrap();
+    let unrefined = codec::compress(&model, &mosaic, &plain).unwrap();
+    assert_ne!(refined, unrefined, "the mosaic was not refined");
+    assert!(refined.len() <= unrefined.len());
+    let psnr = |bytes: &[u8]| {
+        let back = codec::decompress(bytes, &model).unwrap();
+        psnr_db(mosaic.as_bytes(), back.as_bytes())
+    };
+    assert!(psnr(&refined) > psnr(&unrefined));
+}

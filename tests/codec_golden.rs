@@ -70,8 +70,8 @@ fn an_image_larger_than_one_network_pass_codes_as_if_it_went_through_whole() {
         want,
         "tiled encoder output changed"
     );
-    // Refinement runs on whole images in batches of half a pass: an image
-    // over that is kept as the plain encoder codes it.
+    // Refinement runs on whole images of up to one pass: an image over
+    // that is kept as the plain encoder codes it.
     let default = CompressOptions {
         quality: codec::Quality::Level(3),
         ..CompressOptions::default()

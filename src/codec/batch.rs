@@ -12,7 +12,7 @@ use crate::model::{GRID_STRIDE, squared_distances};
 use super::pixels::{
     Planes, image_from_planes, network_input, padded, plane_refs, planes_of, psnr_db, write_tile,
 };
-use super::refine::{refine_grids, refine_pixels};
+use super::refine::{refinable, refine_grids};
 use super::{CodecError, Model, Quality};
 
 /// Distances (latent cells x codebook entries) the quantiser computes in
@@ -442,11 +442,11 @@ pub(crate) fn encode_images(
         .map(|(g, &l)| Ok(g.first_stages(l)?))
         .collect::<Result<Vec<_>, CodecError>>()?;
     // Refinement runs the decoder and its gradient on whole images, so an
-    // image larger than a refinement batch is kept plain.
+    // image larger than a network pass is kept plain.
     let mut refined: Vec<Option<IndexGrid>> = vec![None; planes.len()];
     if refine_steps > 0 {
         let (todo, todo_levels): (Vec<usize>, Vec<u8>) = (0..planes.len())
-            .filter(|&i| network_pixels(planes[i].geometry) <= refine_pixels(model))
+            .filter(|&i| refinable(model, planes[i].geometry))
             .map(|i| (i, levels[i]))
             .unzip();
         let subset: Vec<&Planes> = todo.iter().map(|&i| &planes[i]).collect();

@@ -25,6 +25,7 @@
 use candle_core::{Device, Tensor, Var};
 
 use crate::entropy::{CodeLengths, IndexGrid};
+use crate::format::Geometry;
 use crate::model::GRID_STRIDE;
 
 use super::batch::{grids_from_network, grouped, network_pixels, quantize_latents};
@@ -51,11 +52,11 @@ const RATE_SCALE: f32 = 1.5;
 /// from the same image refined in a batch and pick other indices.
 const MIN_BATCH_CELLS: usize = 64;
 
-/// Pixels refined in one batch: half a network pass, as the decoder's
-/// gradient about doubles what a pass holds. An image larger than this is
-/// not refined.
-pub(crate) fn refine_pixels(model: &Model) -> usize {
-    model.pass_pixels() / 2
+/// Whether an image of geometry `g` is refined: up to one network pass of
+/// pixels. Such an image alone needs about 500 MB with the shipped model,
+/// as the decoder's gradient about doubles what the pass holds.
+pub(crate) fn refinable(model: &Model, g: Geometry) -> bool {
+    network_pixels(g) <= model.pass_pixels()
 }
 
 /// Refines the encoding of each image of `planes` at its level `levels[i]`
@@ -71,7 +72,9 @@ pub(crate) fn refine_grids(
     let items: Vec<(&Planes, u8)> = planes.iter().copied().zip(levels.iter().copied()).collect();
     grouped(
         &items,
-        refine_pixels(model),
+        // Small images are refined in batches of half a pass (about
+        // 250 MB), larger ones alone.
+        model.pass_pixels() / 2,
         |(p, level)| (padded(p.geometry.width), padded(p.geometry.height), *level),
         |(p, _)| network_pixels(p.geometry),
         |(pw, ph, stages), group| {
