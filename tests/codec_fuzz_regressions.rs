@@ -7,23 +7,18 @@
 #[path = "support/fuzz_codec.rs"]
 mod fuzz_codec;
 
-use std::path::Path;
+#[path = "support/replay.rs"]
+mod replay;
+
+use replay::replay;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 #[test]
 fn stored_inputs() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fuzz-regressions/codec_decoder");
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut count = 0;
-    for entry in entries {
-        let path = entry.unwrap().path();
-        eprintln!("replaying {}", path.display());
-        fuzz_codec::codec_decoder(&std::fs::read(&path).unwrap());
-        count += 1;
-    }
-    assert!(count > 0, "no stored inputs in {}", dir.display());
+    let count = replay("codec_decoder", fuzz_codec::codec_decoder);
+    assert!(count > 0, "no stored inputs for codec_decoder");
 }
 
 /// Random frames: short random payloads rarely decode, so these mostly

@@ -7,25 +7,12 @@ mod synthetic;
 #[path = "support/fuzz_checks.rs"]
 mod fuzz_checks;
 
-use std::path::Path;
+#[path = "support/replay.rs"]
+mod replay;
 
-fn replay(target: &str, check: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/fuzz-regressions")
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return 0;
-    };
-    let mut count = 0;
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        eprintln!("replaying {}", path.display());
-        check(&data);
-        count += 1;
-    }
-    count
-}
+use replay::replay;
+
+use std::path::Path;
 
 #[test]
 fn container_reader_regressions() {

@@ -1,6 +1,8 @@
 //! The batched core of the codec: many images through the network at once
 //! (grouped by padded size), entropy coding across frames with rayon.
 
+use std::ops::Range;
+
 use candle_core::{Device, Tensor};
 use image::DynamicImage;
 use rayon::prelude::*;
@@ -110,7 +112,7 @@ pub(super) fn quantize_latents(
         let choose = |p: usize,
                       plane_out: &mut [u32],
                       plane_bits: &mut f64,
-                      range: std::ops::Range<usize>,
+                      range: Range<usize>,
                       dist: &[f32]|
          -> Result<(), CodecError> {
             for c in range.clone() {
@@ -134,34 +136,34 @@ pub(super) fn quantize_latents(
             Ok(())
         };
         // The distance matrix is built for at most `rows` cells at a time:
-        // for whole planes, in parallel, or for a larger plane in equal
-        // parts in raster order (equal, so that no part is a row or two,
-        // which the matrix product would sum in another order).
+        // for whole planes, chosen in parallel, or for a larger plane in
+        // equal parts in raster order (equal, so that no part is a row or
+        // two, which the matrix product would sum in another order).
         let rows = (DISTANCE_FLOATS / k.max(1)).max(1);
-        let per_block = (rows / cells.max(1)).max(1);
-        let mut first = 0;
-        while first < planes {
-            let end = (first + per_block).min(planes);
-            let outs = &mut out[first * stages * cells..end * stages * cells];
-            let bits = &mut plane_bits[first..end];
-            if cells <= rows {
-                let dist = distances(first * cells, (end - first) * cells)?;
-                outs.par_chunks_mut(stages * cells)
-                    .zip(bits.par_iter_mut())
-                    .zip(dist.par_chunks(cells * k))
-                    .enumerate()
-                    .try_for_each(|(i, ((plane_out, plane_bits), dist))| {
-                        choose(first + i, plane_out, plane_bits, 0..cells, dist)
-                    })?;
-            } else {
-                let parts = cells.div_ceil(rows);
-                for part in 0..parts {
-                    let range = cells * part / parts..cells * (part + 1) / parts;
-                    let dist = distances(first * cells + range.start, range.len())?;
-                    choose(first, outs, &mut bits[0], range, &dist)?;
-                }
-            }
-            first = end;
+        let blocks: Vec<(Range<usize>, Range<usize>)> = if cells <= rows {
+            let per_block = rows / cells.max(1);
+            (0..planes)
+                .step_by(per_block)
+                .map(|p| (p..(p + per_block).min(planes), 0..cells))
+                .collect()
+        } else {
+            let parts = cells.div_ceil(rows);
+            (0..planes)
+                .flat_map(|p| {
+                    (0..parts).map(move |i| (p..p + 1, cells * i / parts..cells * (i + 1) / parts))
+                })
+                .collect()
+        };
+        for (block, range) in blocks {
+            let dist = distances(block.start * cells + range.start, block.len() * range.len())?;
+            out[block.start * stages * cells..block.end * stages * cells]
+                .par_chunks_mut(stages * cells)
+                .zip(plane_bits[block.clone()].par_iter_mut())
+                .zip(dist.par_chunks(range.len() * k))
+                .enumerate()
+                .try_for_each(|(i, ((plane_out, plane_bits), dist))| {
+                    choose(block.start + i, plane_out, plane_bits, range.clone(), dist)
+                })?;
         }
         let chosen: Vec<u32> = (0..planes)
             .flat_map(|p| out[p * stages * cells + s * cells..][..cells].to_vec())
@@ -379,18 +381,12 @@ pub(crate) fn encode_images(
         Plan::MaxBytes(_) | Plan::TargetPsnr(_) => max,
     };
     // Refuse what the container cannot hold before any network work.
-    let limits = Limits::DEFAULT;
     for p in &planes {
-        let g = p.geometry;
-        g.validate(&limits).map_err(CodecError::UnsupportedImage)?;
-        let symbols = g.symbol_count(model.grid_stride_log2(), stages);
-        if symbols > limits.max_symbols_per_frame {
-            return Err(CodecError::UnsupportedImage(format!(
-                "a {}x{} image of {} channel(s) at level {stages} is {symbols} indices, over \
-                 the format's {} per frame; use a lower level or a smaller image",
-                g.width, g.height, g.channels, limits.max_symbols_per_frame
-            )));
-        }
+        p.geometry
+            .check_frame(&Limits::DEFAULT, model.grid_stride_log2(), stages)
+            .map_err(|why| {
+                CodecError::UnsupportedImage(format!("{why}; use a lower level or a smaller image"))
+            })?;
     }
     // The level of each image is chosen on the plain encoding. Refinement
     // then never worsens a plane's error, and a refined frame is kept only

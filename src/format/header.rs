@@ -85,6 +85,27 @@ impl Geometry {
             .saturating_mul(u64::from(stages))
     }
 
+    /// Checks that a frame of this geometry coded with `stages` stages fits
+    /// the spec and `limits` (dimensions, channels, symbols per frame);
+    /// returns its symbol count.
+    pub fn check_frame(
+        &self,
+        limits: &Limits,
+        grid_stride_log2: u8,
+        stages: u8,
+    ) -> std::result::Result<u64, String> {
+        self.validate(limits)?;
+        let symbols = self.symbol_count(grid_stride_log2, stages);
+        if symbols > limits.max_symbols_per_frame {
+            return Err(format!(
+                "a {}x{} frame of {} channel(s) with {stages} stage(s) is {symbols} symbols, \
+                 over the limit of {} per frame",
+                self.width, self.height, self.channels, limits.max_symbols_per_frame
+            ));
+        }
+        Ok(symbols)
+    }
+
     /// Checks dimensions and channels against the spec and `limits`.
     pub fn validate(&self, limits: &Limits) -> std::result::Result<(), String> {
         if self.width == 0 || self.height == 0 {

@@ -106,17 +106,10 @@ impl<W: Write> Writer<W> {
                 "stages must be 1..={MAX_STAGES}, not {stages}"
             )));
         }
-        geometry
-            .validate(&limits)
-            .map_err(FormatError::InvalidArgument)?;
         debug_assert!(self.header.grid_stride_log2 <= MAX_GRID_STRIDE_LOG2);
-        let symbols = geometry.symbol_count(self.header.grid_stride_log2, stages);
-        if symbols > limits.max_symbols_per_frame {
-            return Err(FormatError::InvalidArgument(format!(
-                "frame of {symbols} symbols is over the limit of {}",
-                limits.max_symbols_per_frame
-            )));
-        }
+        let symbols = geometry
+            .check_frame(&limits, self.header.grid_stride_log2, stages)
+            .map_err(FormatError::InvalidArgument)?;
         let bound = symbols
             .saturating_mul(MAX_INDEX_BITS)
             .div_ceil(8)
