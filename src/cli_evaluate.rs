@@ -55,12 +55,13 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         let used: Vec<String> = r.codes_used.iter().map(|u| u.to_string()).collect();
         let ppl: Vec<String> = r.perplexity.iter().map(|p| format!("{p:.0}")).collect();
         println!(
-            "| {} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {:.2} | {:.2} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             r.level,
             r.psnr_of_mean_mse_db,
             r.mean_psnr_db,
             r.uniform_bits,
-            r.unigram_bits,
+            r.unigram_bits
+                .map_or_else(|| "–".to_string(), |b| format!("{b:.1}")),
             r.context_bits,
             r.context_bits - previous_bits,
             r.payload_bits,

@@ -1,6 +1,6 @@
 //! `vqz train`: flags, progress display and reports around `vqz::train`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -8,9 +8,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::write_atomic;
 use vqz::codec::Model;
+use vqz::entropy::{PRIOR_VERSION, Prior};
 use vqz::model::{ModelConfig, ModelFile};
+use vqz::train::learned_prior::{LearnedPriorOptions, train_learned_prior};
 use vqz::train::prior::{
-    PriorOptions, PriorReport, encode_dataset, fit_and_report, refit_prior_to_codec,
+    PriorOptions, PriorReport, encode_dataset, encode_dataset_with_codec, fit_and_report,
+    fit_prior, prior_report, refit_prior_to_codec,
 };
 use vqz::train::{
     Checkpoint, Dataset, EpochReport, StepReport, TrainObserver, TrainOptions, Trainer,
@@ -78,12 +81,14 @@ pub struct TrainArgs {
     /// Stop re-seeding unused codes after this fraction of training.
     #[arg(long, default_value_t = 0.6)]
     restart_until: f64,
-    /// Name recorded in the model file.
-    #[arg(long, default_value = "custom")]
-    name: String,
-    /// Version recorded in the model file.
-    #[arg(long, default_value = "1")]
-    model_version: String,
+    /// Name recorded in the model file [default: custom, or with
+    /// --prior-only the model's own].
+    #[arg(long)]
+    name: Option<String>,
+    /// Version recorded in the model file [default: 1, or with --prior-only
+    /// the model's own].
+    #[arg(long)]
+    model_version: Option<String>,
     /// Classes a neighbouring index is reduced to in the context prior.
     #[arg(long, default_value_t = 16)]
     prior_classes: u8,
@@ -97,9 +102,34 @@ pub struct TrainArgs {
     /// (which trade distance against code length under the prior itself).
     #[arg(long, default_value_t = 1)]
     prior_rounds: usize,
+    /// The entropy prior the model ships: `learned` (a small integer network
+    /// over a wide neighbourhood, trained last on the codec's own index
+    /// choices) or `classes` (counted class contexts only).
+    #[arg(long, value_enum, default_value_t = PriorKind::Learned)]
+    prior: PriorKind,
+    /// Embedding width of the learned prior.
+    #[arg(long, default_value_t = LearnedPriorOptions::default().embed)]
+    prior_embed: u8,
+    /// Hidden width of the learned prior.
+    #[arg(long, default_value_t = LearnedPriorOptions::default().hidden)]
+    prior_hidden: u16,
+    /// Passes over the training indices for each stage of the learned prior.
+    #[arg(long, default_value_t = LearnedPriorOptions::default().epochs)]
+    prior_epochs: usize,
+    /// Keep the network of this model file and fit only a new prior to DATA
+    /// (no network training; the model's shape comes from the file).
+    #[arg(long, value_name = "MODEL")]
+    prior_only: Option<PathBuf>,
     /// Overwrite OUT if it exists.
     #[arg(short, long)]
     force: bool,
+}
+
+/// Which entropy prior `vqz train` fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PriorKind {
+    Learned,
+    Classes,
 }
 
 struct Progress {
@@ -155,6 +185,9 @@ impl TrainObserver for Progress {
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.out.exists() && !a.force {
         bail!("{} already exists; use -f to overwrite", a.out.display());
+    }
+    if let Some(path) = &a.prior_only {
+        return refit_only(&a, path);
     }
     if a.target_entropy.len() > a.stages {
         bail!(
@@ -261,24 +294,136 @@ pub fn run(a: TrainArgs) -> Result<()> {
     );
     print_prior_report(&report);
     let mut file = ModelFile {
-        name: a.name,
-        version: a.model_version,
+        name: a.name.clone().unwrap_or_else(|| "custom".into()),
+        version: a.model_version.clone().unwrap_or_else(|| "1".into()),
         config: cfg,
         params: trainer.params().clone(),
         prior: Some(prior.to_bytes()),
         rate_weights: trainer.rate_weights().iter().map(|&w| w as f32).collect(),
     };
+    fit_priors(&a, &mut file, &data, &train_ids, &val_ids, options)?;
+    let bytes = file.to_bytes()?;
+    write_atomic(&a.out, &bytes, a.force)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!("wrote {} ({} bytes)", a.out.display(), bytes.len());
+    Ok(())
+}
+
+/// Re-fits the class prior of `file` to the codec's own choices
+/// (`--prior-rounds`), then, for `--prior learned`, trains the learned prior
+/// on the choices the codec makes under the last class prior.
+fn fit_priors(
+    a: &TrainArgs,
+    file: &mut ModelFile,
+    data: &Dataset,
+    train_ids: &[usize],
+    val_ids: &[usize],
+    options: PriorOptions,
+) -> Result<()> {
     for round in 1..=a.prior_rounds {
         let start = Instant::now();
         let model = Model::from_bytes(file.to_bytes()?.into())?;
-        let (prior, report) = refit_prior_to_codec(&model, &data, &train_ids, &val_ids, options)?;
+        let (prior, report) = refit_prior_to_codec(&model, data, train_ids, val_ids, options)?;
         eprintln!(
-            "round {round}: re-fitted the prior to the codec's choices in {:.0} s; validation bits per image by level:",
+            "round {round}: re-fitted the class prior to the codec's choices in {:.0} s; validation bits per image by level:",
             start.elapsed().as_secs_f64()
         );
         print_prior_report(&report);
         file.prior = Some(prior.to_bytes());
     }
+    if a.prior == PriorKind::Classes {
+        return Ok(());
+    }
+    let start = Instant::now();
+    let model = Model::from_bytes(file.to_bytes()?.into())?;
+    let train = encode_dataset_with_codec(&model, data, train_ids)?;
+    let validation = encode_dataset_with_codec(&model, data, val_ids)?;
+    let num_symbols = vec![file.config.codebook_size as u16; file.config.stages];
+    let learned = LearnedPriorOptions {
+        embed: a.prior_embed,
+        hidden: a.prior_hidden,
+        epochs: a.prior_epochs,
+        seed: a.seed,
+        ..LearnedPriorOptions::default()
+    };
+    eprintln!(
+        "training the learned prior (E {}, H {}) on {} images",
+        learned.embed,
+        learned.hidden,
+        train.len()
+    );
+    let (prior, stages) = train_learned_prior(&num_symbols, &train, &validation, learned, |m| {
+        eprintln!("  {m} ({:.0} s)", start.elapsed().as_secs_f64())
+    })?;
+    let report = prior_report(&num_symbols, &train, &prior, &validation)?;
+    eprintln!(
+        "trained the learned prior in {:.0} s; validation bits per image by level ({} images):",
+        start.elapsed().as_secs_f64(),
+        report.images
+    );
+    print_prior_report(&report);
+    for s in &stages {
+        eprintln!(
+            "  stage {}: float network {:.1} bits per image",
+            s.stage + 1,
+            s.float_bits
+        );
+    }
+    file.prior = Some(prior.to_bytes());
+    Ok(())
+}
+
+/// `--prior-only`: a new prior for an existing model's network.
+fn refit_only(a: &TrainArgs, path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut file =
+        ModelFile::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
+    if let Some(name) = &a.name {
+        file.name.clone_from(name);
+    }
+    if let Some(version) = &a.model_version {
+        file.version.clone_from(version);
+    }
+    let mut data = Dataset::load(&a.data)?;
+    if let Some(n) = a.limit {
+        data.truncate(n);
+    }
+    if a.validation >= data.len() {
+        bail!(
+            "--validation {} leaves no training images of {}",
+            a.validation,
+            data.len()
+        );
+    }
+    let split = data.len() - a.validation;
+    let train_ids: Vec<usize> = (0..split).collect();
+    let val_ids: Vec<usize> = (split..data.len()).collect();
+    eprintln!(
+        "fitting a new prior for {} ({}) on {} images, validating on {}",
+        path.display(),
+        file.config.to_text(),
+        train_ids.len(),
+        val_ids.len()
+    );
+    let options = PriorOptions {
+        num_classes: a.prior_classes,
+        min_count: a.prior_min_count,
+        smoothing: a.prior_smoothing,
+    };
+    if file
+        .prior
+        .as_deref()
+        .map(Prior::from_bytes)
+        .and_then(Result::ok)
+        .is_none_or(|p| p.version() != PRIOR_VERSION)
+    {
+        // The codec's choices need a class prior to start from.
+        let model = Model::from_bytes(file.to_bytes()?.into())?;
+        let grids = encode_dataset_with_codec(&model, &data, &train_ids)?;
+        let num_symbols = vec![file.config.codebook_size as u16; file.config.stages];
+        file.prior = Some(fit_prior(&num_symbols, &grids, options)?.to_bytes());
+    }
+    fit_priors(a, &mut file, &data, &train_ids, &val_ids, options)?;
     let bytes = file.to_bytes()?;
     write_atomic(&a.out, &bytes, a.force)
         .with_context(|| format!("writing {}", a.out.display()))?;

@@ -40,7 +40,7 @@ enum Command {
     /// Measure a model on a set of images: quality, codebook usage and bits per level.
     Evaluate(cli_evaluate::EvaluateArgs),
     /// Train a model on an IDX file (plain or .gz) or a folder of PNG images.
-    Train(cli_train::TrainArgs),
+    Train(Box<cli_train::TrainArgs>),
     /// Measure vqz against PNG, JPEG, WebP, AVIF and JPEG XL: sizes, PSNR, speed.
     Bench(cli_bench::BenchArgs),
 }
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         Command::Info(args) => cli_codec::info(args),
         Command::Verify(args) => cli_codec::verify(args),
         Command::Evaluate(args) => cli_evaluate::run(args),
-        Command::Train(args) => cli_train::run(args),
+        Command::Train(args) => cli_train::run(*args),
         Command::Bench(args) => cli_bench::run(args),
     };
     match result {

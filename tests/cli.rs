@@ -170,6 +170,107 @@ fn train_refuses_options_that_cannot_work() {
 }
 
 #[test]
+fn train_fits_a_learned_prior_and_refits_an_existing_model() {
+    let dir = setup();
+    let d = dir.path();
+    let data = testdata("train-512-images-idx3-ubyte");
+    let data = data.to_str().unwrap();
+    let tiny = [
+        "--codebook-size",
+        "16",
+        "--latent-dim",
+        "4",
+        "--stages",
+        "2",
+        "--channels-low",
+        "8",
+        "--channels-high",
+        "4",
+        "--validation",
+        "64",
+        "--limit",
+        "256",
+        "--epochs",
+        "1",
+    ];
+    let small_prior = [
+        "--prior-embed",
+        "4",
+        "--prior-hidden",
+        "8",
+        "--prior-epochs",
+        "1",
+    ];
+    let mut args = vec!["train", "--data", data, "--out", "classes.safetensors"];
+    args.extend_from_slice(&tiny);
+    args.extend_from_slice(&["--prior", "classes"]);
+    let out = vqz(&args, d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("learned prior"), "{err}");
+
+    // A new, learned prior for the same network.
+    let mut args = vec![
+        "train",
+        "--prior-only",
+        "classes.safetensors",
+        "--data",
+        data,
+        "--out",
+        "learned.safetensors",
+        "--validation",
+        "64",
+        "--limit",
+        "256",
+        "--model-version",
+        "2",
+    ];
+    args.extend_from_slice(&small_prior);
+    let out = vqz(&args, d);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("trained the learned prior"), "{err}");
+    // Not again without -f.
+    assert_fails(&vqz(&args, d), "already exists");
+    for model in ["classes.safetensors", "learned.safetensors"] {
+        let out = vqz(
+            &["compress", "7.png", "--model", model, "-o", "7.vqz", "-f"],
+            d,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = vqz(
+            &[
+                "decompress",
+                "7.vqz",
+                "--model",
+                model,
+                "-o",
+                "7.out.png",
+                "-f",
+            ],
+            d,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The files differ only in the prior and version.
+    let a = std::fs::read(d.join("classes.safetensors")).unwrap();
+    let b = std::fs::read(d.join("learned.safetensors")).unwrap();
+    assert_ne!(a, b);
+}
+
+#[test]
 fn info_reads_a_version_1_file() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = testdata("golden/digits-v1.vqz");

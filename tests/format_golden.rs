@@ -9,13 +9,15 @@
 //! version 1.0 `digits.vqz`, kept as it was written by the 1.0 writer: 2.x
 //! readers must go on reading it.
 
+#[path = "support/learned.rs"]
+mod learned;
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
 use std::path::{Path, PathBuf};
 
 use synthetic::{BLANK, K, Rng, digit_grid};
-use vqz::entropy::{IndexGrid, Prior, PriorBuilder, decode_grid, encode_grid};
+use vqz::entropy::{IndexGrid, LearnedStage, Prior, PriorBuilder, decode_grid, encode_grid};
 use vqz::format::{CodingMode, FileHeader, FileIndex, Geometry, ModelId, Reader, Writer};
 
 fn golden_dir() -> PathBuf {
@@ -193,7 +195,74 @@ fn write_golden_files() {
     }
 }
 
+/// A learned-context prior (version 2) with fixed random weights, its
+/// logits softened (a larger `r3`) and tilted toward the synthetic grids'
+/// common indices, so that digits code well under it.
+fn make_learned_prior() -> Prior {
+    let mut rng = Rng(2027);
+    let stages = [BLANK, 5]
+        .iter()
+        .enumerate()
+        .map(|(s, &common)| {
+            let mut w = learned::random_weights(&mut rng, s, &[K, K], 4, 16);
+            w.shifts[2] = 10;
+            w.b3[usize::from(common)] += 1 << 17;
+            LearnedStage::new(s, &[K, K], w).unwrap()
+        })
+        .collect();
+    Prior::learned(stages).unwrap()
+}
+
+#[test]
+#[ignore = "writes new golden files; run only for a new prior version"]
+fn write_learned_golden_files() {
+    if std::env::var_os("VQZ_WRITE_GOLDEN").is_none() {
+        return;
+    }
+    let dir = golden_dir();
+    let prior = make_learned_prior();
+    let prior_bytes = prior.to_bytes();
+    let digits = write_digits(&prior_bytes, &prior, &make_grids());
+    std::fs::write(dir.join("learned.vqzp"), &prior_bytes).unwrap();
+    std::fs::write(dir.join("learned-digits.vqz"), &digits).unwrap();
+    for name in ["learned.vqzp", "learned-digits.vqz"] {
+        let bytes = read_golden(name);
+        println!("golden/{name} {} {}", bytes.len(), sha256_hex(&bytes));
+    }
+}
+
 // ---- the tests ----
+
+#[test]
+fn golden_learned_prior_codes_the_digits_to_the_golden_bytes() {
+    let prior_bytes = read_golden("learned.vqzp");
+    let prior = Prior::from_bytes(&prior_bytes).unwrap();
+    assert_eq!(prior.to_bytes(), prior_bytes);
+    assert_eq!(prior.version(), 2);
+    assert_eq!(prior_bytes, make_learned_prior().to_bytes());
+    // The same grids as digits.vqz, coded under the learned prior.
+    let bytes = read_golden("learned-digits.vqz");
+    let expected = String::from_utf8(read_golden("digits.indices")).unwrap();
+    let expected: Vec<&str> = expected
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().1.split_once(' ').unwrap().1)
+        .collect();
+    let lines = decode_file(&bytes, &prior).unwrap();
+    let indices: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_once(' ').unwrap().1.split_once(' ').unwrap().1)
+        .collect();
+    assert_eq!(indices, expected);
+    let ans = lines.iter().filter(|l| l.contains(" ans ")).count();
+    assert!(ans >= 3, "{ans} frames coded with ANS");
+    assert_eq!(write_digits(&prior_bytes, &prior, &make_grids()), bytes);
+    // Every single-bit flip of the prior is caught (CRC-32).
+    for bit in 0..prior_bytes.len() * 8 {
+        let mut b = prior_bytes.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        assert!(Prior::from_bytes(&b).is_err(), "bit {bit}");
+    }
+}
 
 #[test]
 fn manifest_matches_the_files() {

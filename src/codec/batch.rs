@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use image::DynamicImage;
 use rayon::prelude::*;
 
-use crate::entropy::{CodeLengths, IndexGrid, decode_grid, encode_grid};
+use crate::entropy::{Cell, CodeLengths, IndexGrid, decode_grid, encode_grid};
 use crate::format::{CodingMode, Geometry, Limits};
 use crate::model::{GRID_STRIDE, squared_distances};
 
@@ -117,16 +117,25 @@ pub(super) fn quantize_latents(
          -> Result<(), CodecError> {
             for c in range.clone() {
                 let (y, xx) = (c / gw, c % gw);
-                let at = |stage: usize, cell: usize| plane_out[stage * cells + cell] as u16;
-                let left = (xx > 0).then(|| at(s, c - 1));
-                let above = (y > 0).then(|| at(s, c - gw));
-                let prev = (s > 0).then(|| at(s - 1, c));
+                let cell = Cell {
+                    stage: s as u8,
+                    y,
+                    x: xx,
+                    grid_width: gw,
+                    grid_height: gh,
+                };
+                let at =
+                    |stage: usize, y: usize, x: usize| plane_out[stage * cells + y * gw + x] as u16;
                 let row = &dist[(c - range.start) * k..][..k];
-                let bits = lengths.bits(s as u8, left, above, prev).ok_or_else(|| {
+                let bits = lengths.bits(cell, at).ok_or_else(|| {
                     CodecError::Internal(format!("prior lacks stage {s} of plane {p}"))
                 })?;
                 let best = if rate_weight > 0.0 {
-                    argmin(row.iter().zip(bits).map(|(d, b)| d + rate_weight * b))
+                    argmin(
+                        row.iter()
+                            .zip(bits.iter())
+                            .map(|(d, b)| d + rate_weight * b),
+                    )
                 } else {
                     argmin(row.iter().copied())
                 };

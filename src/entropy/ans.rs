@@ -4,6 +4,8 @@
 
 use constriction::stream::{Decode, Encode, stack::DefaultAnsCoder};
 
+use std::borrow::Cow;
+
 use super::prior::Table;
 
 use super::error::{EntropyError, Result};
@@ -13,11 +15,11 @@ use super::error::{EntropyError, Result};
 /// pops them first to last.
 pub(crate) fn encode<'a>(
     symbols: &[u16],
-    mut table_for: impl FnMut(usize) -> &'a Table,
+    mut table_for: impl FnMut(usize) -> Result<Cow<'a, Table>>,
 ) -> Result<Vec<u8>> {
     let mut coder = DefaultAnsCoder::new();
     for (i, &symbol) in symbols.iter().enumerate().rev() {
-        let table = table_for(i);
+        let table = table_for(i)?;
         coder
             .encode_symbol(table.rotate(symbol), &table.model)
             .map_err(|e| {
@@ -62,14 +64,14 @@ fn payload_to_words(payload: &[u8]) -> Result<Vec<u32>> {
 pub(crate) fn decode<'a>(
     payload: &[u8],
     n: usize,
-    mut table_for: impl FnMut(usize, &[u16]) -> &'a Table,
+    mut table_for: impl FnMut(usize, &[u16]) -> Result<Cow<'a, Table>>,
 ) -> Result<Vec<u16>> {
     let words = payload_to_words(payload)?;
     let mut coder =
         DefaultAnsCoder::from_compressed(words).map_err(|_| EntropyError::AnsLeadingZero)?;
     let mut symbols: Vec<u16> = Vec::with_capacity(n);
     for i in 0..n {
-        let table = table_for(i, &symbols);
+        let table = table_for(i, &symbols)?;
         let position = coder
             .decode_symbol(&table.model)
             .unwrap_or_else(|e| match e {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::error::{EntropyError, Result};
 use super::grid::{IndexGrid, Layout};
-use super::prior::{Classes, Prior, StagePrior, Table, table_from_freqs};
+use super::prior::{Classes, Prior, PriorModel, StagePrior, Table, table_from_freqs};
 use super::{MAX_CLASSES, MAX_NUM_SYMBOLS, MAX_PRIOR_STAGES, PRECISION};
 
 /// Counts symbols per context over training grids and builds a [`Prior`].
@@ -244,7 +244,9 @@ impl PriorBuilder {
                 tables,
             });
         }
-        Ok(Prior { stages })
+        Ok(Prior {
+            model: PriorModel::Classes(stages),
+        })
     }
 }
 

@@ -5,9 +5,11 @@ use super::PRECISION;
 use super::ans;
 use super::error::{EntropyError, Result};
 use super::grid::{IndexGrid, Layout, symbol_count};
-use super::prior::{Classes, Prior, StagePrior, freq};
+use super::learned::{Scratch, features};
+use super::prior::{Classes, Prior, PriorModel, Table, freq};
 use super::stored;
 use crate::format::CodingMode;
+use std::borrow::Cow;
 
 /// Checks the grid's shape and that every index is in its stage's codebook;
 /// returns the symbol count.
@@ -51,37 +53,82 @@ pub(crate) fn context_at(
     stage.context_id(left, above, prev)
 }
 
-/// The stage priors a grid of `stages` stages uses.
+/// The stages of a prior that a grid of `stages` stages uses, and how to
+/// get the table of each of its positions.
 struct Used<'p> {
-    stages: &'p [StagePrior],
-    first: &'p StagePrior,
+    prior: &'p Prior,
+    /// Class maps of the used stages (class-context priors only).
     classes: Vec<&'p Classes>,
     num_symbols: Vec<u16>,
+    scratch: Scratch,
+    features: Vec<usize>,
 }
 
 impl<'p> Used<'p> {
     fn new(prior: &'p Prior, stages: u8) -> Result<Self> {
-        let used = prior
-            .stages
-            .get(..usize::from(stages))
-            .ok_or(EntropyError::StagesMismatch {
+        if stages == 0 {
+            return Err(EntropyError::GridShape(
+                "a grid needs at least one stage".into(),
+            ));
+        }
+        if stages > prior.num_stages() {
+            return Err(EntropyError::StagesMismatch {
                 grid: stages,
                 prior: prior.num_stages(),
-            })?;
-        let first = used
-            .first()
-            .ok_or_else(|| EntropyError::GridShape("a grid needs at least one stage".into()))?;
+            });
+        }
+        let classes = prior
+            .class_stages()
+            .map(|st| {
+                st.iter()
+                    .take(usize::from(stages))
+                    .map(|s| &s.classes)
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
-            stages: used,
-            first,
-            classes: used.iter().map(|s| &s.classes).collect(),
-            num_symbols: used.iter().map(|s| s.num_symbols).collect(),
+            prior,
+            classes,
+            num_symbols: prior.symbol_counts(stages),
+            scratch: Scratch::default(),
+            features: Vec::new(),
         })
     }
 
-    /// Stage prior of stage `s` (`s` is below the stage count by construction).
-    fn stage(&self, s: usize) -> &'p StagePrior {
-        self.stages.get(s).unwrap_or(self.first)
+    /// Table of position `i`, from the indices before it in `indices`.
+    fn table(&mut self, layout: &Layout, indices: &[u16], i: usize) -> Result<Cow<'p, Table>> {
+        let s = layout.stage(i);
+        match &self.prior.model {
+            PriorModel::Classes(stages) => {
+                let context = context_at(&self.classes, layout, indices, i, s);
+                stages
+                    .get(s)
+                    .map(|st| Cow::Borrowed(st.table(context)))
+                    .ok_or(EntropyError::StagesMismatch {
+                        grid: s as u8 + 1,
+                        prior: stages.len() as u8,
+                    })
+            }
+            PriorModel::Learned(stages) => {
+                let stage = stages.get(s).ok_or(EntropyError::StagesMismatch {
+                    grid: s as u8 + 1,
+                    prior: stages.len() as u8,
+                })?;
+                let (place, plane_start) = layout.place(i);
+                features(
+                    place,
+                    &self.num_symbols,
+                    |t, y, x| {
+                        indices
+                            .get(t * layout.per_stage + plane_start + y * layout.width + x)
+                            .copied()
+                            .unwrap_or(0)
+                    },
+                    &mut self.features,
+                );
+                Ok(Cow::Owned(stage.table(&self.features, &mut self.scratch)?))
+            }
+        }
     }
 }
 
@@ -98,7 +145,7 @@ impl<'p> Used<'p> {
 /// # Ok::<(), vqz::entropy::EntropyError>(())
 /// ```
 pub fn encode_grid(prior: &Prior, grid: &IndexGrid) -> Result<(CodingMode, Vec<u8>)> {
-    let used = Used::new(prior, grid.stages)?;
+    let mut used = Used::new(prior, grid.stages)?;
     let n = check_indices(&used.num_symbols, grid)?;
     let layout = Layout::new(grid.grid_width, grid.grid_height, grid.planes);
     let widths: Vec<u32> = used
@@ -107,11 +154,7 @@ pub fn encode_grid(prior: &Prior, grid: &IndexGrid) -> Result<(CodingMode, Vec<u
         .map(|&k| stored::index_bits(k))
         .collect();
     let stored_len = stored::stored_len(&layout, n, &widths);
-    let payload = ans::encode(&grid.indices, |i| {
-        let s = layout.stage(i);
-        let context = context_at(&used.classes, &layout, &grid.indices, i, s);
-        used.stage(s).table(context)
-    })?;
+    let payload = ans::encode(&grid.indices, |i| used.table(&layout, &grid.indices, i))?;
     if payload.len() < stored_len {
         Ok((CodingMode::Ans, payload))
     } else {
@@ -135,7 +178,7 @@ pub fn decode_grid(
     stages: u8,
 ) -> Result<IndexGrid> {
     let n = symbol_count(grid_width, grid_height, planes, stages)?;
-    let used = Used::new(prior, stages)?;
+    let mut used = Used::new(prior, stages)?;
     let layout = Layout::new(grid_width, grid_height, planes);
     let indices = match mode {
         CodingMode::Stored => {
@@ -146,11 +189,7 @@ pub fn decode_grid(
                 .collect();
             stored::decode(&layout, n, &widths, &used.num_symbols, payload)?
         }
-        CodingMode::Ans => ans::decode(payload, n, |i, decoded| {
-            let s = layout.stage(i);
-            let context = context_at(&used.classes, &layout, decoded, i, s);
-            used.stage(s).table(context)
-        })?,
+        CodingMode::Ans => ans::decode(payload, n, |i, decoded| used.table(&layout, decoded, i))?,
     };
     Ok(IndexGrid {
         grid_width,
@@ -165,7 +204,7 @@ pub fn decode_grid(
 /// `-log2(freq / 2^16)` over its indices. Grids the prior cannot code give
 /// infinity.
 pub fn cross_entropy_bits(prior: &Prior, grid: &IndexGrid) -> f64 {
-    let Ok(used) = Used::new(prior, grid.stages) else {
+    let Ok(mut used) = Used::new(prior, grid.stages) else {
         return f64::INFINITY;
     };
     if check_indices(&used.num_symbols, grid).is_err() {
@@ -174,10 +213,10 @@ pub fn cross_entropy_bits(prior: &Prior, grid: &IndexGrid) -> f64 {
     let layout = Layout::new(grid.grid_width, grid.grid_height, grid.planes);
     let mut bits = 0.0;
     for (i, &index) in grid.indices.iter().enumerate() {
-        let s = layout.stage(i);
-        let context = context_at(&used.classes, &layout, &grid.indices, i, s);
-        let f = freq(used.stage(s).table(context), index);
-        bits += PRECISION as f64 - f64::from(f).log2();
+        let Ok(table) = used.table(&layout, &grid.indices, i) else {
+            return f64::INFINITY;
+        };
+        bits += PRECISION as f64 - f64::from(freq(&table, index)).log2();
     }
     bits
 }

@@ -3,18 +3,25 @@
 //! but much cheaper to code. Floats here never reach the bitstream; they
 //! only steer which (valid) indices the encoder writes.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use constriction::stream::model::EncoderModel;
 
 use super::PRECISION;
-use super::prior::{Prior, Table};
+use super::learned::{Place, Scratch, features};
+use super::prior::{Prior, PriorModel, Table};
 
-/// Lazily computed `-log2 p` of every symbol of every table of a prior.
+/// Code lengths (`-log2 p` of every symbol) under a prior: computed table by
+/// table on first use for a class-context prior, position by position for a
+/// learned one.
 pub struct CodeLengths<'p> {
     prior: &'p Prior,
-    /// Per stage: one slot per context table, then one for the fallback.
+    /// Class priors, per stage: one slot per context table, then one for the
+    /// fallback.
     cache: Vec<Vec<OnceLock<Box<[f32]>>>>,
+    num_symbols: Vec<u16>,
 }
 
 fn lengths(table: &Table) -> Box<[f32]> {
@@ -30,59 +37,110 @@ fn lengths(table: &Table) -> Box<[f32]> {
         .collect()
 }
 
+thread_local! {
+    static LEARNED_SCRATCH: RefCell<(Scratch, Vec<usize>, Vec<u32>)> = RefCell::default();
+}
+
 impl Prior {
-    /// Code lengths of this prior's symbols, computed table by table on first use.
+    /// Code lengths of this prior's symbols.
     pub fn code_lengths(&self) -> CodeLengths<'_> {
         CodeLengths {
             prior: self,
             cache: self
-                .stages
+                .class_stages()
+                .unwrap_or_default()
                 .iter()
                 .map(|s| (0..=s.tables.len()).map(|_| OnceLock::new()).collect())
                 .collect(),
+            num_symbols: self.symbol_counts(self.num_stages()),
         }
     }
-}
 
-impl Prior {
-    /// The same prior with every context using its stage's fallback table
-    /// (the stage's smoothed unigram): what the indices cost without context.
-    pub fn fallback_only(&self) -> Prior {
-        let mut p = self.clone();
-        for s in &mut p.stages {
+    /// The same class-context prior with every context using its stage's
+    /// fallback table (the stage's smoothed unigram): what the indices cost
+    /// without context. `None` for a learned prior, which has no fallback.
+    pub fn fallback_only(&self) -> Option<Prior> {
+        let mut stages = self.class_stages()?.to_vec();
+        for s in &mut stages {
             s.context_table.iter_mut().for_each(|t| *t = u32::MAX);
             s.context_ids.clear();
             s.tables.clear();
         }
-        p
+        Some(Prior {
+            model: PriorModel::Classes(stages),
+        })
     }
 }
 
+/// Where in a plane an index is chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct Cell {
+    /// Codebook stage.
+    pub stage: u8,
+    /// Row.
+    pub y: usize,
+    /// Column.
+    pub x: usize,
+    /// The plane's width in cells.
+    pub grid_width: usize,
+    /// The plane's height in cells.
+    pub grid_height: usize,
+}
+
 impl CodeLengths<'_> {
-    /// Bits each symbol of `stage` costs where the left and above neighbours
-    /// (same stage) and the previous stage's index at the same place are as
-    /// given (`None` at an edge or at stage 0). `None` past the last stage.
+    /// Bits each symbol of stage `cell.stage` costs at `cell`, where `at(t,
+    /// y, x)` is the index already chosen for stage `t` at row `y`, column
+    /// `x` of the same plane (asked only for places before `cell` in coding
+    /// order). `None` past the prior's last stage.
     pub fn bits(
         &self,
-        stage: u8,
-        left: Option<u16>,
-        above: Option<u16>,
-        prev: Option<u16>,
-    ) -> Option<&[f32]> {
-        let s = usize::from(stage);
-        let sp = self.prior.stages.get(s)?;
-        let prev_class = match s.checked_sub(1).and_then(|p| self.prior.stages.get(p)) {
-            Some(p) => p.classes.class(prev),
-            None => 0,
-        };
-        let ctx =
-            sp.classes
-                .context_id(sp.classes.class(left), sp.classes.class(above), prev_class);
-        let slot = match sp.context_table.get(ctx) {
-            Some(&t) if (t as usize) < sp.tables.len() => t as usize,
-            _ => sp.tables.len(),
-        };
-        let table = sp.tables.get(slot).unwrap_or(&sp.fallback);
-        Some(self.cache.get(s)?.get(slot)?.get_or_init(|| lengths(table)))
+        cell: Cell,
+        at: impl Fn(usize, usize, usize) -> u16,
+    ) -> Option<Cow<'_, [f32]>> {
+        let s = usize::from(cell.stage);
+        let (y, x) = (cell.y, cell.x);
+        match &self.prior.model {
+            PriorModel::Classes(stages) => {
+                let sp = stages.get(s)?;
+                let left = (x > 0).then(|| at(s, y, x - 1));
+                let above = (y > 0).then(|| at(s, y - 1, x));
+                let prev = s.checked_sub(1).map(|t| at(t, y, x));
+                let prev_class = match s.checked_sub(1).and_then(|p| stages.get(p)) {
+                    Some(p) => p.classes.class(prev),
+                    None => 0,
+                };
+                let ctx = sp.classes.context_id(
+                    sp.classes.class(left),
+                    sp.classes.class(above),
+                    prev_class,
+                );
+                let slot = match sp.context_table.get(ctx) {
+                    Some(&t) if (t as usize) < sp.tables.len() => t as usize,
+                    _ => sp.tables.len(),
+                };
+                let table = sp.tables.get(slot).unwrap_or(&sp.fallback);
+                Some(Cow::Borrowed(
+                    self.cache.get(s)?.get(slot)?.get_or_init(|| lengths(table)),
+                ))
+            }
+            PriorModel::Learned(stages) => {
+                let stage = stages.get(s)?;
+                let place = Place {
+                    stage: s,
+                    y,
+                    x,
+                    grid_width: cell.grid_width,
+                    grid_height: cell.grid_height,
+                };
+                LEARNED_SCRATCH.with_borrow_mut(|(scratch, feats, freqs)| {
+                    features(place, &self.num_symbols, &at, feats);
+                    stage.freqs(feats, scratch, freqs);
+                    let scale = PRECISION as f32;
+                    Some(Cow::Owned(
+                        freqs.iter().map(|&f| scale - (f as f32).log2()).collect(),
+                    ))
+                })
+            }
+        }
     }
 }

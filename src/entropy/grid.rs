@@ -160,6 +160,25 @@ impl Layout {
         (left, above, prev)
     }
 
+    /// Where position `i` lies, and where its plane starts within its stage.
+    pub(crate) fn place(&self, i: usize) -> (super::learned::Place, usize) {
+        let stage = self.stage(i);
+        let in_stage = i % self.per_stage.max(1);
+        let plane_start = in_stage - in_stage % self.per_plane.max(1);
+        let cell = in_stage - plane_start;
+        let width = self.width.max(1);
+        (
+            super::learned::Place {
+                stage,
+                y: cell / width,
+                x: cell % width,
+                grid_width: self.width,
+                grid_height: self.per_plane / width,
+            },
+            plane_start,
+        )
+    }
+
     /// Stage of position `i`.
     pub(crate) fn stage(&self, i: usize) -> usize {
         i / self.per_stage.max(1)

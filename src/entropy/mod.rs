@@ -12,15 +12,20 @@ mod coding;
 mod cost;
 mod error;
 mod grid;
+mod learned;
 mod prior;
 mod stored;
 
 pub use builder::PriorBuilder;
 pub use coding::{cross_entropy_bits, decode_grid, encode_grid};
-pub use cost::CodeLengths;
+pub use cost::{Cell, CodeLengths};
 pub use error::{EntropyError, Result};
 pub use grid::{IndexGrid, symbol_count};
-pub use prior::{PRIOR_MAGIC, PRIOR_VERSION, Prior};
+pub use learned::{
+    BIAS_LIMIT, LearnedStage, LearnedWeights, MAX_EMBED, MAX_HIDDEN, MAX_LEARNED_WEIGHTS,
+    feature_sizes, stage_features,
+};
+pub use prior::{LEARNED_PRIOR_VERSION, PRIOR_MAGIC, PRIOR_VERSION, Prior};
 pub use stored::index_bits;
 
 /// Frequencies are fixed point with this many fractional bits: every table

@@ -9,13 +9,16 @@
 use constriction::stream::model::{ContiguousCategoricalEntropyModel, EncoderModel};
 
 use super::error::{EntropyError, Result};
+use super::learned::{LearnedStage, MAX_LEARNED_WEIGHTS};
 use super::{MAX_CLASSES, MAX_NUM_SYMBOLS, MAX_PRIOR_STAGES, MAX_TABLE_ENTRIES, PRECISION};
 use crate::format::varint;
 
 /// Magic bytes starting a serialized prior.
 pub const PRIOR_MAGIC: [u8; 4] = *b"vqzp";
-/// Version of the serialized prior layout.
+/// Version of the serialized layout of a class-context prior.
 pub const PRIOR_VERSION: u8 = 1;
+/// Version of the serialized layout of a learned-context prior.
+pub const LEARNED_PRIOR_VERSION: u8 = 2;
 
 /// One frequency table: a constriction model over the symbols in rotated
 /// order, starting at the table's most frequent symbol (spec section
@@ -141,39 +144,113 @@ impl StagePrior {
     }
 }
 
-/// A context prior over the codebook indices of every stage.
+/// A context prior over the codebook indices of every stage: it gives each
+/// index a frequency table from the indices coded before it.
 ///
-/// The table for the index at (stage `s`, plane `p`, row `y`, column `x`) is
-/// chosen by its context: the classes of its left and above neighbours (or an
-/// edge class) and, for `s > 0`, the class of the stage `s - 1` index at the
-/// same place. Contexts without a table of their own use the stage's
-/// fallback table.
+/// A **class-context** prior (version 1) chooses the table for the index at
+/// (stage `s`, plane `p`, row `y`, column `x`) by its context: the classes
+/// of its left and above neighbours (or an edge class) and, for `s > 0`, the
+/// class of the stage `s - 1` index at the same place. Contexts without a
+/// table of their own use the stage's fallback table.
+///
+/// A **learned-context** prior (version 2) computes the table with a small
+/// integer network from a wider neighbourhood in the same stage and every
+/// earlier stage (see [`LearnedStage`]).
 #[derive(Debug, Clone)]
 pub struct Prior {
-    pub(crate) stages: Vec<StagePrior>,
+    pub(crate) model: PriorModel,
+}
+
+/// The two kinds of prior.
+#[derive(Debug, Clone)]
+pub(crate) enum PriorModel {
+    Classes(Vec<StagePrior>),
+    Learned(Vec<LearnedStage>),
 }
 
 impl Prior {
+    /// A learned-context prior of `stages` (stage `s` built for the
+    /// codebook sizes of stages `0..=s`).
+    pub fn learned(stages: Vec<LearnedStage>) -> Result<Self> {
+        if !(1..=usize::from(MAX_PRIOR_STAGES)).contains(&stages.len()) {
+            return Err(EntropyError::InvalidArgument(format!(
+                "{} stages (1..=8)",
+                stages.len()
+            )));
+        }
+        let weights: u64 = stages.iter().map(|s| s.num_weights() as u64).sum();
+        if weights > MAX_LEARNED_WEIGHTS {
+            return Err(EntropyError::LimitExceeded {
+                what: "weights in a learned prior",
+                found: weights,
+                limit: MAX_LEARNED_WEIGHTS,
+            });
+        }
+        Ok(Self {
+            model: PriorModel::Learned(stages),
+        })
+    }
+
+    /// Serialized version: 1 (class contexts) or 2 (learned contexts).
+    pub fn version(&self) -> u8 {
+        match &self.model {
+            PriorModel::Classes(_) => PRIOR_VERSION,
+            PriorModel::Learned(_) => LEARNED_PRIOR_VERSION,
+        }
+    }
+
+    /// The stages of a class-context prior.
+    pub(crate) fn class_stages(&self) -> Option<&[StagePrior]> {
+        match &self.model {
+            PriorModel::Classes(s) => Some(s),
+            PriorModel::Learned(_) => None,
+        }
+    }
+
+    /// The stages of a learned-context prior.
+    pub fn learned_stages(&self) -> Option<&[LearnedStage]> {
+        match &self.model {
+            PriorModel::Classes(_) => None,
+            PriorModel::Learned(s) => Some(s),
+        }
+    }
+
     /// Number of stages modelled.
     pub fn num_stages(&self) -> u8 {
-        self.stages.len() as u8
+        match &self.model {
+            PriorModel::Classes(s) => s.len() as u8,
+            PriorModel::Learned(s) => s.len() as u8,
+        }
     }
 
     /// Codebook size of `stage` (`None` past the last stage).
     pub fn num_symbols(&self, stage: u8) -> Option<u16> {
-        self.stages.get(usize::from(stage)).map(|s| s.num_symbols)
+        let s = usize::from(stage);
+        match &self.model {
+            PriorModel::Classes(st) => st.get(s).map(|s| s.num_symbols),
+            PriorModel::Learned(st) => st.get(s).map(|s| s.num_symbols()),
+        }
     }
 
-    /// Classes of `stage`.
+    /// Codebook sizes of the first `stages` stages (fewer if the prior has
+    /// fewer).
+    pub(crate) fn symbol_counts(&self, stages: u8) -> Vec<u16> {
+        (0..stages).map_while(|s| self.num_symbols(s)).collect()
+    }
+
+    /// Classes of `stage` (`None` for a learned prior).
     pub fn num_classes(&self, stage: u8) -> Option<u8> {
-        self.stages
+        self.class_stages()?
             .get(usize::from(stage))
             .map(|s| s.classes.num_classes)
     }
 
-    /// Contexts of `stage` that have a table of their own.
+    /// Contexts of `stage` that have a table of their own (`None` for a
+    /// learned prior).
     pub fn num_context_tables(&self, stage: u8) -> Option<usize> {
-        self.stages.get(usize::from(stage)).map(|s| s.tables.len())
+        self.class_stages()?
+            .get(usize::from(stage))
+            .map(|s| s.tables.len())
     }
 
     /// A prior with one uniform-ish table per stage and no contexts: every
@@ -195,10 +272,19 @@ impl Prior {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&PRIOR_MAGIC);
-        out.push(PRIOR_VERSION);
+        out.push(self.version());
         out.push(PRECISION as u8);
-        out.push(self.stages.len() as u8);
-        for stage in &self.stages {
+        out.push(self.num_stages());
+        let stages = match &self.model {
+            PriorModel::Classes(stages) => stages,
+            PriorModel::Learned(stages) => {
+                for stage in stages {
+                    stage.write(&mut out);
+                }
+                &Vec::new()
+            }
+        };
+        for stage in stages {
             varint::encode(u64::from(stage.num_symbols), &mut out);
             out.push(stage.classes.num_classes);
             out.extend_from_slice(&stage.classes.class_of);
@@ -235,8 +321,8 @@ impl Prior {
             return Err(bad(0, "magic", "\"vqzp\"", format!("{magic:02x?}")));
         }
         let version = cursor.u8("version")?;
-        if version != PRIOR_VERSION {
-            return Err(bad(4, "version", "1", version.to_string()));
+        if version != PRIOR_VERSION && version != LEARNED_PRIOR_VERSION {
+            return Err(bad(4, "version", "1 or 2", version.to_string()));
         }
         let precision = cursor.u8("precision")?;
         if u32::from(precision) != PRECISION as u32 {
@@ -260,13 +346,29 @@ impl Prior {
                 format!("{stored_crc:#010x}"),
             ));
         }
-        let mut stages: Vec<StagePrior> = Vec::with_capacity(usize::from(num_stages));
-        let mut entries_left = MAX_TABLE_ENTRIES;
-        for _ in 0..num_stages {
-            let prev_classes = stages.last().map_or(1, |s| s.classes.num_classes);
-            let stage = read_stage(&mut cursor, prev_classes, &mut entries_left)?;
-            stages.push(stage);
-        }
+        let model = if version == PRIOR_VERSION {
+            let mut stages: Vec<StagePrior> = Vec::with_capacity(usize::from(num_stages));
+            let mut entries_left = MAX_TABLE_ENTRIES;
+            for _ in 0..num_stages {
+                let prev_classes = stages.last().map_or(1, |s| s.classes.num_classes);
+                let stage = read_stage(&mut cursor, prev_classes, &mut entries_left)?;
+                stages.push(stage);
+            }
+            PriorModel::Classes(stages)
+        } else {
+            let mut stages = Vec::with_capacity(usize::from(num_stages));
+            let mut num_symbols = Vec::with_capacity(usize::from(num_stages));
+            let mut weights_left = MAX_LEARNED_WEIGHTS;
+            for s in 0..usize::from(num_stages) {
+                stages.push(LearnedStage::read(
+                    &mut cursor,
+                    s,
+                    &mut num_symbols,
+                    &mut weights_left,
+                )?);
+            }
+            PriorModel::Learned(stages)
+        };
         if cursor.pos != body.len() {
             return Err(bad(
                 cursor.pos,
@@ -275,7 +377,7 @@ impl Prior {
                 format!("{} extra bytes", body.len() - cursor.pos),
             ));
         }
-        Ok(Self { stages })
+        Ok(Self { model })
     }
 }
 
@@ -285,7 +387,7 @@ fn write_table(table: &Table, num_symbols: u16, out: &mut Vec<u8>) {
     }
 }
 
-fn bad(
+pub(crate) fn bad(
     offset: usize,
     field: &'static str,
     expected: impl Into<String>,
@@ -299,17 +401,17 @@ fn bad(
     }
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.bytes.len().saturating_sub(self.pos)
     }
 
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n);
         let slice = end
             .and_then(|end| self.bytes.get(self.pos..end))
@@ -325,11 +427,11 @@ impl<'a> Cursor<'a> {
         Ok(slice)
     }
 
-    fn u8(&mut self, field: &'static str) -> Result<u8> {
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8> {
         Ok(self.take(1, field)?.first().copied().unwrap_or(0))
     }
 
-    fn varint(&mut self, field: &'static str) -> Result<u32> {
+    pub(crate) fn varint(&mut self, field: &'static str) -> Result<u32> {
         let rest = self.bytes.get(self.pos..).unwrap_or_default();
         let (value, len) = varint::decode_u32(rest)
             .map_err(|e| bad(self.pos, field, "a canonical 32-bit varint", e.to_string()))?;

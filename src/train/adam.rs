@@ -51,6 +51,9 @@ impl Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            // A variable's gradient still references the forward pass; the
+            // moments must not, or each step's graph would stay alive.
+            let g = &g.detach();
             *m = ((&*m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
             *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let denom = ((&*v / c2)?.sqrt()? + self.eps)?;

@@ -7,6 +7,7 @@
 mod adam;
 mod checkpoint;
 pub mod data;
+pub mod learned_prior;
 pub mod prior;
 pub mod report;
 

@@ -20,8 +20,9 @@ pub struct LevelReport {
     pub mean_psnr_db: f64,
     /// `cells x log2 K` per stage: the indices with no model at all.
     pub uniform_bits: f64,
-    /// Under each stage's unigram table (the prior's fallback).
-    pub unigram_bits: f64,
+    /// Under each stage's unigram table (a class-context prior's fallback;
+    /// `None` for a learned prior, which has none).
+    pub unigram_bits: Option<f64>,
     /// Under the context prior (the ideal code length).
     pub context_bits: f64,
     /// What the ANS payloads actually take, in bits per image.
@@ -151,11 +152,13 @@ pub fn evaluate_model(
             psnr_of_mean_mse_db: codec::psnr_db_from_mse(se / n),
             mean_psnr_db: psnr_sum / n,
             uniform_bits: cells * level as f64 * (k as f64).log2(),
-            unigram_bits: grids
-                .iter()
-                .map(|g| cross_entropy_bits(&unigram, g))
-                .sum::<f64>()
-                / n,
+            unigram_bits: unigram.as_ref().map(|unigram| {
+                grids
+                    .iter()
+                    .map(|g| cross_entropy_bits(unigram, g))
+                    .sum::<f64>()
+                    / n
+            }),
             context_bits: grids
                 .iter()
                 .map(|g| cross_entropy_bits(model.prior(), g))
