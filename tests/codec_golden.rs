@@ -1,34 +1,55 @@
-//! Golden files of the shipped model: the ten digits of `testdata/digits`
-//! compressed at the default level. The encoder must still produce these
-//! exact bytes, and they must still decode to the stored reconstructions.
-//! A change of the default model or of the encoder changes them; that is a
-//! deliberate act (new golden files, listed in `testdata/MANIFEST`), never a
-//! way to make this test pass.
+//! Golden files of the shipped model (`golden/codec`) and of the model it
+//! replaced (`golden/mnist-5`, with that model's file in `testdata/models`):
+//! the ten digits of `testdata/digits` compressed at the default level. The
+//! encoder must still produce these exact bytes, and they must still decode
+//! to the stored reconstructions. A change of the default model or of the
+//! encoder changes them; that is a deliberate act (new golden files, listed
+//! in `testdata/MANIFEST`), never a way to make this test pass.
 #![cfg(feature = "codec")]
 
 use std::path::Path;
 
 use vqz::codec::{self, CompressOptions, Model};
 
-fn golden(name: &str) -> Vec<u8> {
+fn golden_in(dir: &str, name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/golden/codec")
+        .join("testdata/golden")
+        .join(dir)
         .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// `mnist 5`, the shipped model before the learned prior: the network of
+/// today's model with a class-context prior.
+fn mnist_5() -> Model {
+    Model::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/models/mnist-5.safetensors"))
+        .unwrap()
+}
+
 #[test]
 fn digits_encode_to_the_golden_bytes_and_decode_to_the_golden_pixels() {
-    let model = Model::default_model().unwrap();
+    check_digits(&Model::default_model().unwrap(), "codec");
+}
+
+#[test]
+fn the_previous_models_digits_still_code_and_decode_with_it() {
+    let model = mnist_5();
+    assert_eq!(model.prior().version(), 1);
+    assert_ne!(model.id(), Model::default_model().unwrap().id());
+    check_digits(&model, "mnist-5");
+}
+
+fn check_digits(model: &Model, dir: &str) {
+    let golden = |name: &str| golden_in(dir, name);
     for n in 0..10 {
         let digit = image::open(
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("testdata/digits/{n}.png")),
         )
         .unwrap();
         let want = golden(&format!("{n}.vqz"));
-        let got = codec::compress(&model, &digit, &CompressOptions::default()).unwrap();
-        assert_eq!(got, want, "digit {n}: encoder output changed");
-        let back = codec::decompress(&want, &model).unwrap();
+        let got = codec::compress(model, &digit, &CompressOptions::default()).unwrap();
+        assert_eq!(got, want, "{dir}: digit {n}: encoder output changed");
+        let back = codec::decompress(&want, model).unwrap();
         let expected = image::load_from_memory(&golden(&format!("{n}.png"))).unwrap();
         assert_eq!(back.color(), expected.color());
         // The network is floating point: allow one grey level of difference
@@ -40,7 +61,7 @@ fn digits_encode_to_the_golden_bytes_and_decode_to_the_golden_pixels() {
             .map(|(a, b)| a.abs_diff(*b))
             .max()
             .unwrap();
-        assert!(worst <= 1, "digit {n}: a pixel differs by {worst}");
+        assert!(worst <= 1, "{dir}: digit {n}: a pixel differs by {worst}");
     }
 }
 
@@ -50,7 +71,9 @@ fn digits_encode_to_the_golden_bytes_and_decode_to_the_golden_pixels() {
 /// at once: the tiles must put together exactly the same result.
 #[test]
 fn an_image_larger_than_one_network_pass_codes_as_if_it_went_through_whole() {
-    let model = Model::default_model().unwrap();
+    // The goldens predate the learned prior; the tiling is the network's.
+    let model = mnist_5();
+    let golden = |name: &str| golden_in("mnist-5", name);
     let mosaic =
         image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/digits-mosaic.png"))
             .unwrap();

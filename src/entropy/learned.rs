@@ -8,6 +8,9 @@
 //! happens in floating point elsewhere (`crate::train::learned_prior`); this
 //! module holds only the integers and what they compute.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use multiversion::multiversion;
 
 use super::PRECISION;
@@ -152,6 +155,53 @@ pub struct LearnedStage {
     b2: Vec<i32>,
     w3: Vec<i16>,
     b3: Vec<i32>,
+    cache: TableCache,
+}
+
+/// Tables of recently seen feature vectors. Many positions share their
+/// features (background around a digit; the same neighbourhood again in
+/// each step of the encoder's refinement), and a table costs a network
+/// pass. Holds at most [`CACHED_TABLES`] tables (about 8 MiB for 512
+/// symbols) and starts afresh when full.
+#[derive(Default)]
+struct TableCache(Mutex<HashMap<Box<[usize]>, Arc<[u32]>>>);
+
+const CACHED_TABLES: usize = 4096;
+
+impl TableCache {
+    fn get(&self, feats: &[usize]) -> Option<Arc<[u32]>> {
+        self.0.lock().ok()?.get(feats).cloned()
+    }
+
+    fn insert(&self, feats: &[usize], freqs: &[u32]) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= CACHED_TABLES {
+                map.clear();
+            }
+            map.insert(feats.into(), freqs.into());
+        }
+    }
+}
+
+impl Clone for TableCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// A cache holds nothing of a stage's value.
+impl PartialEq for TableCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TableCache {}
+
+impl std::fmt::Debug for TableCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableCache")
+    }
 }
 
 /// The integer arrays of a [`LearnedStage`], laid out as in the spec.
@@ -249,6 +299,7 @@ impl LearnedStage {
             b1: weights.b1,
             b2: weights.b2,
             b3: weights.b3,
+            cache: TableCache::default(),
         })
     }
 
@@ -280,6 +331,16 @@ impl LearnedStage {
     /// Frequencies of the position with features `feats`: `K` values, each
     /// at least 1, summing to `2^16` (spec section 8.2).
     pub(crate) fn freqs(&self, feats: &[usize], s: &mut Scratch, out: &mut Vec<u32>) {
+        if let Some(cached) = self.cache.get(feats) {
+            out.clear();
+            out.extend_from_slice(&cached);
+            return;
+        }
+        self.compute_freqs(feats, s, out);
+        self.cache.insert(feats, out);
+    }
+
+    fn compute_freqs(&self, feats: &[usize], s: &mut Scratch, out: &mut Vec<u32>) {
         let r3 = self.shifts[2];
         network(self, feats, s);
         let logits = &s.logits;
