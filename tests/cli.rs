@@ -264,7 +264,7 @@ fn train_fits_a_learned_prior_and_refits_an_existing_model() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The files differ only in the prior and version.
+    // The refit wrote a model of its own (another prior, another id).
     let a = std::fs::read(d.join("classes.safetensors")).unwrap();
     let b = std::fs::read(d.join("learned.safetensors")).unwrap();
     assert_ne!(a, b);

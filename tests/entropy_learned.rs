@@ -142,7 +142,92 @@ fn hostile_prior_bytes_are_errors() {
     b.extend([0; 64]);
     b.extend([0; 4]);
     let err = Prior::from_bytes(&with_crc(b)).unwrap_err();
-    assert!(matches!(err, EntropyError::BadPrior { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            EntropyError::BadPrior {
+                field: "learned stage",
+                ..
+            }
+        ),
+        "the size check, not a read: {err}"
+    );
+}
+
+#[test]
+fn priors_over_the_weight_limit_are_refused() {
+    // Stages of K 4096, E 64, H 512 hold 4 to 15 million weights each; the
+    // fifth takes the prior over 2^25. All-zero weights are valid.
+    let mut b = b"vqzp\x02\x10\x08".to_vec();
+    let mut ks = Vec::new();
+    for s in 0..5 {
+        b.extend([0x80, 0x20, 64, 0x80, 0x04, 0, 0, 0]);
+        ks.push(4096u16);
+        let rows: usize = feature_sizes(s, &ks).iter().sum();
+        let f = feature_sizes(s, &ks).len();
+        if s < 4 {
+            let bytes = rows * 64 + f * 64 * 512 + 512 * 512 + 4096 * 512 + 4 * (2 * 512 + 4096);
+            b.resize(b.len() + bytes, 0);
+        }
+    }
+    b.extend([0; 4]);
+    match Prior::from_bytes(&with_crc(b)) {
+        Err(EntropyError::LimitExceeded { found, limit, .. }) => {
+            assert_eq!(limit, 1 << 25);
+            assert!(found > limit);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn stages_must_fit_each_other() {
+    let mut rng = Rng(9);
+    let a = learned::random_stage(&mut rng, 0, &[K, K], 2, 4);
+    let b = learned::random_stage(&mut rng, 1, &[K, K], 2, 4);
+    assert!(Prior::learned(vec![a.clone(), b.clone()]).is_ok());
+    assert!(Prior::learned(vec![a.clone(), a.clone()]).is_err());
+    assert!(Prior::learned(vec![b]).is_err());
+    // Stage 1 built for another stage-0 codebook size.
+    let c = learned::random_stage(&mut rng, 1, &[64, K], 2, 4);
+    assert!(Prior::learned(vec![a, c]).is_err());
+}
+
+/// The example of spec section 8.2: the remainder is 0, so index 0 ties
+/// with the likeliest index r = 1 and is the table's rotation.
+#[test]
+fn a_tie_with_the_likeliest_index_rotates_to_the_lowest() {
+    let sizes = feature_sizes(0, &[2]);
+    let stage = LearnedStage::new(
+        0,
+        &[2],
+        LearnedWeights {
+            embed: 1,
+            hidden: 1,
+            shifts: [0, 0, 1],
+            embeddings: vec![0; sizes.iter().sum()],
+            w1: vec![0; sizes.len()],
+            b1: vec![0],
+            w2: vec![0],
+            b2: vec![0],
+            w3: vec![0, 0],
+            b3: vec![0, 1],
+        },
+    )
+    .unwrap();
+    let prior = Prior::learned(vec![stage]).unwrap();
+    for index in [0, 1] {
+        let grid = IndexGrid::new(1, 1, 1, 1, vec![index]).unwrap();
+        assert!((cross_entropy_bits(&prior, &grid) - 1.0).abs() < 1e-12);
+    }
+    let grid = IndexGrid::new(3, 1, 1, 1, vec![0, 0, 0]).unwrap();
+    let (mode, payload) = encode_grid(&prior, &grid).unwrap();
+    // Rotation 0: a run of index 0 is free.
+    assert_eq!((mode, payload.len()), (CodingMode::Ans, 0));
+    assert_eq!(
+        decode_grid(&prior, mode, &payload, 3, 1, 1, 1).unwrap(),
+        grid
+    );
 }
 
 #[test]

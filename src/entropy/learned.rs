@@ -139,6 +139,8 @@ pub fn stage_features(grid: &IndexGrid, stage: u8, num_symbols: &[u16]) -> Vec<u
 /// The integers of one stage's network (spec section 10, version 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LearnedStage {
+    /// The stage this network was built for.
+    stage: usize,
     num_symbols: u16,
     embed: usize,
     hidden: usize,
@@ -161,12 +163,14 @@ pub struct LearnedStage {
 /// Tables of recently seen feature vectors. Many positions share their
 /// features (background around a digit; the same neighbourhood again in
 /// each step of the encoder's refinement), and a table costs a network
-/// pass. Holds at most [`CACHED_TABLES`] tables (about 8 MiB for 512
-/// symbols) and starts afresh when full.
+/// pass. Holds at most [`CACHED_FREQS`] frequencies (8 MiB: 4,096 tables
+/// of 512 symbols) per stage and starts afresh when full.
 #[derive(Default)]
-struct TableCache(Mutex<HashMap<Box<[usize]>, Arc<[u32]>>>);
+struct TableCache(Mutex<TablesByFeatures>);
 
-const CACHED_TABLES: usize = 4096;
+type TablesByFeatures = HashMap<Box<[usize]>, Arc<[u32]>>;
+
+const CACHED_FREQS: usize = 1 << 21;
 
 impl TableCache {
     fn get(&self, feats: &[usize]) -> Option<Arc<[u32]>> {
@@ -175,7 +179,7 @@ impl TableCache {
 
     fn insert(&self, feats: &[usize], freqs: &[u32]) {
         if let Ok(mut map) = self.0.lock() {
-            if map.len() >= CACHED_TABLES {
+            if map.len() >= (CACHED_FREQS / freqs.len().max(1)).max(16) {
                 map.clear();
             }
             map.insert(feats.into(), freqs.into());
@@ -286,6 +290,7 @@ impl LearnedStage {
         }
         let widen = |v: &[i8]| v.iter().map(|&w| i16::from(w)).collect::<Vec<i16>>();
         Ok(Self {
+            stage,
             num_symbols: k,
             embed: e,
             hidden: h,
@@ -301,6 +306,16 @@ impl LearnedStage {
             b3: weights.b3,
             cache: TableCache::default(),
         })
+    }
+
+    /// The stage this network was built for.
+    pub fn stage(&self) -> usize {
+        self.stage
+    }
+
+    /// Value counts of its features (`V_j`).
+    pub(crate) fn feature_sizes(&self) -> &[usize] {
+        &self.sizes
     }
 
     /// Codebook size of this stage.
@@ -534,8 +549,9 @@ fn network(st: &LearnedStage, feats: &[usize], s: &mut Scratch) {
             let ev = i16::from(ev);
             let w_row = (j * e + q) * h;
             let w = st.w1.get(w_row..w_row + h).unwrap_or_default();
-            // |ev * w| <= 128 * 128 fits in 16 bits, and the sum in 32
-            // (see `dot`).
+            // |ev * w| <= 128 * 128 fits in 16 bits; the sum, at most
+            // 2^24 + 45 * 64 * 2^14 in size (45 features of width 64 at
+            // most), fits in 32 without wrapping.
             for (a, &w) in s.acc.iter_mut().zip(w) {
                 *a = a.wrapping_add(i32::from(ev.wrapping_mul(w)));
             }
@@ -584,10 +600,11 @@ impl Divider {
     }
 }
 
-/// `sum w[i] * h[i]`. The spec bounds every such sum well inside 32 bits
-/// (8-bit weights, activations up to 255, at most 4,096 terms), so the
-/// wrapping operations never wrap; they let the compiler vectorise the
-/// loop, which the crate's overflow checks would otherwise prevent.
+/// `sum w[i] * h[i]` over a hidden layer: 8-bit weights, activations up to
+/// 255, at most 512 terms, so with a bias below 2^24 the sum stays well
+/// inside 32 bits and the wrapping operations never wrap; they let the
+/// compiler vectorise the loop, which the crate's overflow checks would
+/// otherwise prevent.
 #[inline(always)]
 fn dot(w: &[i16], h: &[i16]) -> i32 {
     w.iter().zip(h).fold(0i32, |acc, (&w, &h)| {

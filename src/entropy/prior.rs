@@ -9,7 +9,7 @@
 use constriction::stream::model::{ContiguousCategoricalEntropyModel, EncoderModel};
 
 use super::error::{EntropyError, Result};
-use super::learned::{LearnedStage, MAX_LEARNED_WEIGHTS};
+use super::learned::{LearnedStage, MAX_LEARNED_WEIGHTS, feature_sizes};
 use super::{MAX_CLASSES, MAX_NUM_SYMBOLS, MAX_PRIOR_STAGES, MAX_TABLE_ENTRIES, PRECISION};
 use crate::format::varint;
 
@@ -177,6 +177,17 @@ impl Prior {
                 "{} stages (1..=8)",
                 stages.len()
             )));
+        }
+        // Stage s must have been built for stage s and for the codebook
+        // sizes of the stages before it: its features depend on them.
+        let ks: Vec<u16> = stages.iter().map(LearnedStage::num_symbols).collect();
+        for (s, stage) in stages.iter().enumerate() {
+            if stage.stage() != s || stage.feature_sizes() != feature_sizes(s, &ks) {
+                return Err(EntropyError::InvalidArgument(format!(
+                    "learned stage {s} was built for stage {} or for other codebook sizes",
+                    stage.stage()
+                )));
+            }
         }
         let weights: u64 = stages.iter().map(|s| s.num_weights() as u64).sum();
         if weights > MAX_LEARNED_WEIGHTS {

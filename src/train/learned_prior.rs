@@ -215,6 +215,17 @@ pub fn train_learned_prior(
     if train.is_empty() {
         return Err(TrainError::BadData("no grids to fit a prior to".into()));
     }
+    let stages_needed = num_symbols.len();
+    if let Some(g) = train
+        .iter()
+        .chain(validation)
+        .find(|g| usize::from(g.stages) < stages_needed)
+    {
+        return Err(TrainError::BadData(format!(
+            "a grid of {} stages for a prior of {stages_needed}",
+            g.stages
+        )));
+    }
     let mut stages = Vec::new();
     let mut reports = Vec::new();
     for (s, &k) in num_symbols.iter().enumerate() {
