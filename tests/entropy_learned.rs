@@ -197,24 +197,10 @@ fn stages_must_fit_each_other() {
 /// with the likeliest index r = 1 and is the table's rotation.
 #[test]
 fn a_tie_with_the_likeliest_index_rotates_to_the_lowest() {
-    let sizes = feature_sizes(0, &[2]);
-    let stage = LearnedStage::new(
-        0,
-        &[2],
-        LearnedWeights {
-            embed: 1,
-            hidden: 1,
-            shifts: [0, 0, 1],
-            embeddings: vec![0; sizes.iter().sum()],
-            w1: vec![0; sizes.len()],
-            b1: vec![0],
-            w2: vec![0],
-            b2: vec![0],
-            w3: vec![0, 0],
-            b3: vec![0, 1],
-        },
-    )
-    .unwrap();
+    let mut w = zeros(2, 1, 1);
+    w.shifts = [0, 0, 1];
+    w.b3 = vec![0, 1];
+    let stage = LearnedStage::new(0, &[2], w).unwrap();
     let prior = Prior::learned(vec![stage]).unwrap();
     for index in [0, 1] {
         let grid = IndexGrid::new(1, 1, 1, 1, vec![index]).unwrap();
@@ -230,22 +216,27 @@ fn a_tie_with_the_likeliest_index_rotates_to_the_lowest() {
     );
 }
 
+/// All-zero weights of a one-stage prior over `k` indices.
+fn zeros(k: u16, embed: u8, hidden: u16) -> LearnedWeights {
+    let sizes = feature_sizes(0, &[k]);
+    let (e, h) = (usize::from(embed), usize::from(hidden));
+    LearnedWeights {
+        embed,
+        hidden,
+        shifts: [0, 0, 0],
+        embeddings: vec![0; sizes.iter().sum::<usize>() * e],
+        w1: vec![0; sizes.len() * e * h],
+        b1: vec![0; h],
+        w2: vec![0; h * h],
+        b2: vec![0; h],
+        w3: vec![0; usize::from(k) * h],
+        b3: vec![0; usize::from(k)],
+    }
+}
+
 #[test]
 fn weights_are_checked() {
-    let sizes = feature_sizes(0, &[4]);
-    let rows: usize = sizes.iter().sum();
-    let good = LearnedWeights {
-        embed: 1,
-        hidden: 2,
-        shifts: [0, 0, 0],
-        embeddings: vec![0; rows],
-        w1: vec![0; sizes.len() * 2],
-        b1: vec![0; 2],
-        w2: vec![0; 4],
-        b2: vec![0; 2],
-        w3: vec![0; 8],
-        b3: vec![0; 4],
-    };
+    let good = zeros(4, 1, 2);
     assert!(LearnedStage::new(0, &[4], good.clone()).is_ok());
     let mut w = good.clone();
     w.w3.pop();
@@ -256,31 +247,12 @@ fn weights_are_checked() {
     let mut w = good.clone();
     w.shifts[2] = 32;
     assert!(LearnedStage::new(0, &[4], w).is_err());
-    let mut w = good;
+    let mut w = good.clone();
     w.hidden = 0;
     assert!(LearnedStage::new(0, &[4], w).is_err());
     // All-zero weights: every logit ties, so every index gets about the
     // same frequency, and the lowest index the remainder.
-    let zero = Prior::learned(vec![
-        LearnedStage::new(
-            0,
-            &[4],
-            LearnedWeights {
-                embed: 1,
-                hidden: 2,
-                shifts: [0, 0, 0],
-                embeddings: vec![0; rows],
-                w1: vec![0; sizes.len() * 2],
-                b1: vec![0; 2],
-                w2: vec![0; 4],
-                b2: vec![0; 2],
-                w3: vec![0; 8],
-                b3: vec![0; 4],
-            },
-        )
-        .unwrap(),
-    ])
-    .unwrap();
+    let zero = Prior::learned(vec![LearnedStage::new(0, &[4], good).unwrap()]).unwrap();
     let grid = IndexGrid::new(1, 1, 1, 1, vec![0]).unwrap();
     // (2^16 - 4) / 4 + 1 = 16384 for each index, nothing left over: 2 bits.
     assert!((cross_entropy_bits(&zero, &grid) - 2.0).abs() < 1e-9);
