@@ -300,20 +300,11 @@ fn a_learned_prior_beats_class_contexts_and_codes_through_the_codec() {
     };
     let (prior, _) = train_learned_prior(&[16, 16], &grids, &grids, small, |_| {}).unwrap();
     let class_prior = fit_prior(&[16, 16], &grids, PriorOptions::default()).unwrap();
-    let learned_model = Model::from_bytes(
-        model_file(params.clone(), Some(prior.to_bytes()))
-            .to_bytes()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    let class_model = Model::from_bytes(
-        model_file(params.clone(), Some(class_prior.to_bytes()))
-            .to_bytes()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
+    let with_prior = |p: &vqz::entropy::Prior| {
+        let file = model_file(params.clone(), Some(p.to_bytes()));
+        Model::from_bytes(file.to_bytes().unwrap().into()).unwrap()
+    };
+    let (learned_model, class_model) = (with_prior(&prior), with_prior(&class_prior));
     assert_eq!(learned_model.prior().version(), 2);
     // Plain quantisation picks the same indices under either prior, so the
     // two models must decode to the same pixels: the learned prior coded

@@ -423,12 +423,7 @@ impl LearnedStage {
         num_symbols: &mut Vec<u16>,
         weights_left: &mut u64,
     ) -> Result<Self> {
-        let k_offset = cursor.pos;
-        let k = cursor.varint("codebook size")?;
-        let k = u16::try_from(k)
-            .ok()
-            .filter(|k| (2..=super::MAX_NUM_SYMBOLS).contains(k))
-            .ok_or_else(|| bad(k_offset, "codebook size", "2..=4096", k.to_string()))?;
+        let k = cursor.num_symbols()?;
         num_symbols.truncate(stage);
         num_symbols.push(k);
         let e_offset = cursor.pos;

@@ -442,6 +442,16 @@ impl<'a> Cursor<'a> {
         Ok(self.take(1, field)?.first().copied().unwrap_or(0))
     }
 
+    /// A stage's codebook size `K`: a varint in 2..=4096.
+    pub(crate) fn num_symbols(&mut self) -> Result<u16> {
+        let offset = self.pos;
+        let k = self.varint("codebook size")?;
+        u16::try_from(k)
+            .ok()
+            .filter(|k| (2..=MAX_NUM_SYMBOLS).contains(k))
+            .ok_or_else(|| bad(offset, "codebook size", "2..=4096", k.to_string()))
+    }
+
     pub(crate) fn varint(&mut self, field: &'static str) -> Result<u32> {
         let rest = self.bytes.get(self.pos..).unwrap_or_default();
         let (value, len) = varint::decode_u32(rest)
@@ -476,19 +486,7 @@ fn read_stage(
     prev_classes: u8,
     entries_left: &mut u64,
 ) -> Result<StagePrior> {
-    let k_offset = cursor.pos;
-    let num_symbols = cursor.varint("codebook size")?;
-    let num_symbols = u16::try_from(num_symbols)
-        .ok()
-        .filter(|k| (2..=MAX_NUM_SYMBOLS).contains(k))
-        .ok_or_else(|| {
-            bad(
-                k_offset,
-                "codebook size",
-                "2..=4096",
-                num_symbols.to_string(),
-            )
-        })?;
+    let num_symbols = cursor.num_symbols()?;
     let c_offset = cursor.pos;
     let num_classes = cursor.u8("class count")?;
     if !(1..=MAX_CLASSES).contains(&num_classes) {
