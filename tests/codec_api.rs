@@ -278,6 +278,39 @@ fn streams_round_trip_and_a_cut_stream_keeps_its_complete_frames() {
 }
 
 #[test]
+fn the_iterator_decodes_in_batches_and_stops_at_the_cut() {
+    // More frames than one iterator batch, cut inside the batch after it.
+    let model = Model::default_model().unwrap();
+    let n = codec::ITER_BATCH + 6;
+    let imgs = digits(n);
+    let options = CompressOptions {
+        refine_steps: 0,
+        ..level(1)
+    };
+    let mut enc = Encoder::new(Vec::new(), &model, options);
+    let sums = enc.write_images(&imgs).unwrap();
+    let bytes = enc.finish().unwrap();
+    let keep = codec::ITER_BATCH + 3;
+    let cut = 10
+        + sums[..keep]
+            .iter()
+            .map(|s| s.frame_bytes as usize)
+            .sum::<usize>()
+        + 2;
+    let mut one_by_one = Decoder::new(&bytes[..cut], &[&model]).unwrap();
+    let mut dec = Decoder::new(&bytes[..cut], &[&model]).unwrap();
+    for i in 0..keep {
+        let d = dec.next().unwrap().unwrap();
+        let alone = one_by_one.next_batch(1).unwrap().pop().unwrap();
+        assert_eq!((d.number, d.level), (i as u64, 1));
+        assert_eq!(d.image.as_bytes(), alone.image.as_bytes());
+    }
+    let err = dec.next().unwrap().unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert!(dec.next().is_none());
+}
+
+#[test]
 fn a_stream_with_no_image_ends_with_the_end_marker() {
     let model = Model::default_model().unwrap();
     let bytes = Encoder::new(Vec::new(), &model, level(1)).finish().unwrap();

@@ -23,7 +23,7 @@ pub use batch::EncodedFrame;
 pub use model::{DEFAULT_MODEL_BYTES, Model, PASS_FLOATS, hex};
 pub use pixels::{Conversion, mse, psnr_db, psnr_db_from_mse, to_supported};
 pub use refine::DEFAULT_REFINE_STEPS;
-pub use stream::{DECODE_BATCH_SAMPLES, DecodedImage, Decoder, Encoder, FrameSummary};
+pub use stream::{DECODE_BATCH_SAMPLES, DecodedImage, Decoder, Encoder, FrameSummary, ITER_BATCH};
 
 use image::DynamicImage;
 

@@ -4,9 +4,7 @@
 
 use constriction::stream::{Decode, Encode, stack::DefaultAnsCoder};
 
-use std::borrow::Cow;
-
-use super::prior::Table;
+use super::prior::TableRef;
 
 use super::error::{EntropyError, Result};
 
@@ -15,7 +13,7 @@ use super::error::{EntropyError, Result};
 /// pops them first to last.
 pub(crate) fn encode<'a>(
     symbols: &[u16],
-    mut table_for: impl FnMut(usize) -> Result<Cow<'a, Table>>,
+    mut table_for: impl FnMut(usize) -> Result<TableRef<'a>>,
 ) -> Result<Vec<u8>> {
     let mut coder = DefaultAnsCoder::new();
     for (i, &symbol) in symbols.iter().enumerate().rev() {
@@ -64,7 +62,7 @@ fn payload_to_words(payload: &[u8]) -> Result<Vec<u32>> {
 pub(crate) fn decode<'a>(
     payload: &[u8],
     n: usize,
-    mut table_for: impl FnMut(usize, &[u16]) -> Result<Cow<'a, Table>>,
+    mut table_for: impl FnMut(usize, &[u16]) -> Result<TableRef<'a>>,
 ) -> Result<Vec<u16>> {
     let words = payload_to_words(payload)?;
     let mut coder =

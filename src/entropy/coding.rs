@@ -6,10 +6,9 @@ use super::ans;
 use super::error::{EntropyError, Result};
 use super::grid::{IndexGrid, Layout, symbol_count};
 use super::learned::{Scratch, features};
-use super::prior::{Classes, Prior, PriorModel, Table, freq};
+use super::prior::{Classes, Prior, PriorModel, TableRef, freq};
 use super::stored;
 use crate::format::CodingMode;
-use std::borrow::Cow;
 
 /// Checks the grid's shape and that every index is in its stage's codebook;
 /// returns the symbol count.
@@ -96,14 +95,14 @@ impl<'p> Used<'p> {
     }
 
     /// Table of position `i`, from the indices before it in `indices`.
-    fn table(&mut self, layout: &Layout, indices: &[u16], i: usize) -> Result<Cow<'p, Table>> {
+    fn table(&mut self, layout: &Layout, indices: &[u16], i: usize) -> Result<TableRef<'p>> {
         let s = layout.stage(i);
         match &self.prior.model {
             PriorModel::Classes(stages) => {
                 let context = context_at(&self.classes, layout, indices, i, s);
                 stages
                     .get(s)
-                    .map(|st| Cow::Borrowed(st.table(context)))
+                    .map(|st| TableRef::Borrowed(st.table(context)))
                     .ok_or(EntropyError::StagesMismatch {
                         grid: s as u8 + 1,
                         prior: stages.len() as u8,
@@ -126,7 +125,9 @@ impl<'p> Used<'p> {
                     },
                     &mut self.features,
                 );
-                Ok(Cow::Owned(stage.table(&self.features, &mut self.scratch)?))
+                Ok(TableRef::Shared(
+                    stage.table(&self.features, &mut self.scratch)?,
+                ))
             }
         }
     }

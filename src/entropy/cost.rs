@@ -3,14 +3,14 @@
 //! but much cheaper to code. Floats here never reach the bitstream; they
 //! only steer which (valid) indices the encoder writes.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
-use std::sync::OnceLock;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 use constriction::stream::model::EncoderModel;
 
 use super::PRECISION;
-use super::learned::{Place, Scratch, features};
+use super::learned::{Coded, Place, Scratch, features};
 use super::prior::{Prior, PriorModel, Table};
 
 /// Code lengths (`-log2 p` of every symbol) under a prior: computed table by
@@ -38,7 +38,7 @@ fn lengths(table: &Table) -> Box<[f32]> {
 }
 
 thread_local! {
-    static LEARNED_SCRATCH: RefCell<(Scratch, Vec<usize>, Vec<u32>)> = RefCell::default();
+    static LEARNED_SCRATCH: RefCell<(Scratch, Vec<usize>)> = RefCell::default();
 }
 
 impl Prior {
@@ -72,6 +72,26 @@ impl Prior {
     }
 }
 
+/// Bits every symbol costs at one place: `-log2 p` per index, from a
+/// [`CodeLengths`].
+pub struct Lengths<'a>(LengthsInner<'a>);
+
+enum LengthsInner<'a> {
+    Borrowed(&'a [f32]),
+    Shared(Arc<Coded>),
+}
+
+impl Deref for Lengths<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match &self.0 {
+            LengthsInner::Borrowed(l) => l,
+            LengthsInner::Shared(c) => c.lengths(),
+        }
+    }
+}
+
 /// Where in a plane an index is chosen.
 #[derive(Debug, Clone, Copy)]
 pub struct Cell {
@@ -92,11 +112,7 @@ impl CodeLengths<'_> {
     /// y, x)` is the index already chosen for stage `t` at row `y`, column
     /// `x` of the same plane (asked only for places before `cell` in coding
     /// order). `None` past the prior's last stage.
-    pub fn bits(
-        &self,
-        cell: Cell,
-        at: impl Fn(usize, usize, usize) -> u16,
-    ) -> Option<Cow<'_, [f32]>> {
+    pub fn bits(&self, cell: Cell, at: impl Fn(usize, usize, usize) -> u16) -> Option<Lengths<'_>> {
         let s = usize::from(cell.stage);
         let (y, x) = (cell.y, cell.x);
         match &self.prior.model {
@@ -119,9 +135,9 @@ impl CodeLengths<'_> {
                     _ => sp.tables.len(),
                 };
                 let table = sp.tables.get(slot).unwrap_or(&sp.fallback);
-                Some(Cow::Borrowed(
+                Some(Lengths(LengthsInner::Borrowed(
                     self.cache.get(s)?.get(slot)?.get_or_init(|| lengths(table)),
-                ))
+                )))
             }
             PriorModel::Learned(stages) => {
                 let stage = stages.get(s)?;
@@ -132,13 +148,10 @@ impl CodeLengths<'_> {
                     grid_width: cell.grid_width,
                     grid_height: cell.grid_height,
                 };
-                LEARNED_SCRATCH.with_borrow_mut(|(scratch, feats, freqs)| {
+                LEARNED_SCRATCH.with_borrow_mut(|(scratch, feats)| {
                     features(place, &self.num_symbols, &at, feats);
-                    stage.freqs(feats, scratch, freqs);
-                    let scale = PRECISION as f32;
-                    Some(Cow::Owned(
-                        freqs.iter().map(|&f| scale - (f as f32).log2()).collect(),
-                    ))
+                    let coded = stage.table(feats, scratch).ok()?;
+                    Some(Lengths(LengthsInner::Shared(coded)))
                 })
             }
         }

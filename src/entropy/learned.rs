@@ -9,14 +9,14 @@
 //! module holds only the integers and what they compute.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use multiversion::multiversion;
 
 use super::PRECISION;
 use super::error::{EntropyError, Result};
 use super::grid::IndexGrid;
-use super::prior::{Cursor, Table, bad, table_from_freqs};
+use super::prior::{Cursor, Table, bad, freq, table_from_freqs};
 use crate::format::varint;
 
 /// `round(2^31 * 2^(-j/16))` for `j = 0..16` (spec section 8.2).
@@ -160,29 +160,68 @@ pub struct LearnedStage {
     cache: TableCache,
 }
 
+/// A position's table under a learned prior, with its code lengths for
+/// the encoder's rate-distortion choices (computed on first use).
+#[derive(Debug)]
+pub(crate) struct Coded {
+    pub(crate) table: Table,
+    lengths: OnceLock<Box<[f32]>>,
+}
+
+impl Coded {
+    /// `16 - log2 f` of every symbol: the bits it costs here.
+    pub(crate) fn lengths(&self) -> &[f32] {
+        self.lengths.get_or_init(|| {
+            let scale = PRECISION as f32;
+            (0..self.table.num_symbols)
+                .map(|k| scale - (freq(&self.table, k) as f32).log2())
+                .collect()
+        })
+    }
+}
+
 /// Tables of recently seen feature vectors. Many positions share their
 /// features (background around a digit; the same neighbourhood again in
 /// each step of the encoder's refinement), and a table costs a network
-/// pass. Holds at most [`CACHED_FREQS`] frequencies (8 MiB: 4,096 tables
-/// of 512 symbols) per stage and starts afresh when full.
-#[derive(Default)]
-struct TableCache(Mutex<TablesByFeatures>);
+/// pass. The built tables are shared, so a hit costs a hash and a lookup.
+/// The map is split into shards by feature hash, so that threads coding
+/// other frames rarely wait for each other. Holds at most about
+/// [`CACHED_FREQS`] frequencies per stage (4 KiB a table of 512 symbols,
+/// 8 KiB with its code lengths: 2,048 tables, 8 to 16 MiB); a full shard
+/// starts afresh.
+struct TableCache([Mutex<TablesByFeatures>; CACHE_SHARDS]);
 
-type TablesByFeatures = HashMap<Box<[usize]>, Arc<[u32]>>;
+type TablesByFeatures = HashMap<Box<[usize]>, Arc<Coded>>;
 
 const CACHED_FREQS: usize = 1 << 21;
+const CACHE_SHARDS: usize = 16;
+
+impl Default for TableCache {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| Mutex::default()))
+    }
+}
 
 impl TableCache {
-    fn get(&self, feats: &[usize]) -> Option<Arc<[u32]>> {
-        self.0.lock().ok()?.get(feats).cloned()
+    fn shard(&self, feats: &[usize]) -> &Mutex<TablesByFeatures> {
+        // A multiplicative hash is enough to spread features over shards.
+        let h = feats.iter().fold(0u64, |h, &f| {
+            (h.rotate_left(5) ^ f as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+        });
+        &self.0[(h >> 60) as usize % CACHE_SHARDS]
     }
 
-    fn insert(&self, feats: &[usize], freqs: &[u32]) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() >= (CACHED_FREQS / freqs.len().max(1)).max(16) {
+    fn get(&self, feats: &[usize]) -> Option<Arc<Coded>> {
+        self.shard(feats).lock().ok()?.get(feats).cloned()
+    }
+
+    fn insert(&self, feats: &[usize], coded: &Arc<Coded>) {
+        if let Ok(mut map) = self.shard(feats).lock() {
+            let per_shard = CACHED_FREQS / usize::from(coded.table.num_symbols).max(1);
+            if map.len() >= (per_shard / CACHE_SHARDS).max(4) {
                 map.clear();
             }
-            map.insert(feats.into(), freqs.into());
+            map.insert(feats.into(), Arc::clone(coded));
         }
     }
 }
@@ -345,16 +384,6 @@ impl LearnedStage {
 
     /// Frequencies of the position with features `feats`: `K` values, each
     /// at least 1, summing to `2^16` (spec section 8.2).
-    pub(crate) fn freqs(&self, feats: &[usize], s: &mut Scratch, out: &mut Vec<u32>) {
-        if let Some(cached) = self.cache.get(feats) {
-            out.clear();
-            out.extend_from_slice(&cached);
-            return;
-        }
-        self.compute_freqs(feats, s, out);
-        self.cache.insert(feats, out);
-    }
-
     fn compute_freqs(&self, feats: &[usize], s: &mut Scratch, out: &mut Vec<u32>) {
         let r3 = self.shifts[2];
         network(self, feats, s);
@@ -386,11 +415,19 @@ impl LearnedStage {
         }
     }
 
-    /// The frequency table of the position with features `feats`.
-    pub(crate) fn table(&self, feats: &[usize], s: &mut Scratch) -> Result<Table> {
+    /// The table of the position with features `feats` (spec section 8.2).
+    pub(crate) fn table(&self, feats: &[usize], s: &mut Scratch) -> Result<Arc<Coded>> {
+        if let Some(cached) = self.cache.get(feats) {
+            return Ok(cached);
+        }
         let mut freqs = Vec::with_capacity(usize::from(self.num_symbols));
-        self.freqs(feats, s, &mut freqs);
-        table_from_freqs(&freqs).map_err(EntropyError::InvalidArgument)
+        self.compute_freqs(feats, s, &mut freqs);
+        let coded = Arc::new(Coded {
+            table: table_from_freqs(&freqs).map_err(EntropyError::InvalidArgument)?,
+            lengths: OnceLock::new(),
+        });
+        self.cache.insert(feats, &coded);
+        Ok(coded)
     }
 
     /// Appends the stage's bytes (spec section 10, version 2).

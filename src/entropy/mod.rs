@@ -18,7 +18,7 @@ mod stored;
 
 pub use builder::PriorBuilder;
 pub use coding::{cross_entropy_bits, decode_grid, encode_grid};
-pub use cost::{Cell, CodeLengths};
+pub use cost::{Cell, CodeLengths, Lengths};
 pub use error::{EntropyError, Result};
 pub use grid::{IndexGrid, symbol_count};
 pub use learned::{

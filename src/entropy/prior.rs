@@ -9,7 +9,9 @@
 use constriction::stream::model::{ContiguousCategoricalEntropyModel, EncoderModel};
 
 use super::error::{EntropyError, Result};
-use super::learned::{LearnedStage, MAX_LEARNED_WEIGHTS, feature_sizes};
+use std::sync::Arc;
+
+use super::learned::{Coded, LearnedStage, MAX_LEARNED_WEIGHTS, feature_sizes};
 use super::{MAX_CLASSES, MAX_NUM_SYMBOLS, MAX_PRIOR_STAGES, MAX_TABLE_ENTRIES, PRECISION};
 use crate::format::varint;
 
@@ -42,6 +44,24 @@ impl Table {
     pub(crate) fn unrotate(&self, position: usize) -> u16 {
         let k = usize::from(self.num_symbols.max(1));
         ((position + usize::from(self.rotation)) % k) as u16
+    }
+}
+
+/// The table of one position: one of a class-context prior's tables, or
+/// one a learned prior built (shared with its cache).
+pub(crate) enum TableRef<'p> {
+    Borrowed(&'p Table),
+    Shared(Arc<Coded>),
+}
+
+impl std::ops::Deref for TableRef<'_> {
+    type Target = Table;
+
+    fn deref(&self) -> &Table {
+        match self {
+            TableRef::Borrowed(t) => t,
+            TableRef::Shared(c) => &c.table,
+        }
     }
 }
 
