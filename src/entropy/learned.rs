@@ -9,6 +9,7 @@
 //! module holds only the integers and what they compute.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use multiversion::multiversion;
@@ -158,6 +159,7 @@ pub struct LearnedStage {
     w3: Vec<i16>,
     b3: Vec<i32>,
     cache: TableCache,
+    fold: Fold,
 }
 
 /// A position's table under a learned prior, with its code lengths for
@@ -244,6 +246,45 @@ impl Eq for TableCache {}
 impl std::fmt::Debug for TableCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TableCache")
+    }
+}
+
+/// The first layer folded into the embeddings: for feature `j` and value
+/// `v`, the `H` sums `T_j[v][o] = sum_t W1[j E + t][o] * emb_j[v][t]`, so a
+/// pass adds `F` rows of `T` instead of multiplying `F E` rows of `W1`.
+/// Integer sums are exact in any order, so the logits are the same either
+/// way. Building `T` costs as much as about `V` passes, so a stage folds
+/// only after [`FOLD_AFTER`] times that many passes (a batch, not one
+/// digit), and only while `T` stays under [`FOLD_MAX_VALUES`].
+#[derive(Default)]
+struct Fold {
+    table: OnceLock<Box<[i32]>>,
+    passes: AtomicUsize,
+}
+
+/// Passes, in units of the passes a fold costs, before a stage folds.
+const FOLD_AFTER: usize = 2;
+/// Largest folded table, in `i32` values (32 MiB).
+const FOLD_MAX_VALUES: usize = 1 << 23;
+
+impl Clone for Fold {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// A fold holds nothing of a stage's value.
+impl PartialEq for Fold {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Fold {}
+
+impl std::fmt::Debug for Fold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fold")
     }
 }
 
@@ -344,6 +385,7 @@ impl LearnedStage {
             b2: weights.b2,
             b3: weights.b3,
             cache: TableCache::default(),
+            fold: Fold::default(),
         })
     }
 
@@ -561,19 +603,71 @@ fn read_biases(cursor: &mut Cursor<'_>, n: usize, field: &'static str) -> Result
     Ok(values)
 }
 
+impl LearnedStage {
+    /// The folded first layer, once this stage has made enough passes.
+    fn folded(&self) -> Option<&[i32]> {
+        if let Some(t) = self.fold.table.get() {
+            return Some(t);
+        }
+        let rows: usize = self.sizes.iter().sum();
+        if rows * self.hidden > FOLD_MAX_VALUES {
+            return None;
+        }
+        let cost = rows / self.sizes.len().max(1);
+        if self.fold.passes.fetch_add(1, Ordering::Relaxed) < FOLD_AFTER * cost {
+            return None;
+        }
+        Some(self.fold.table.get_or_init(|| self.fold_first_layer()))
+    }
+
+    /// `T` of [`Fold`]: row `offset_j + v` holds `T_j[v]`.
+    fn fold_first_layer(&self) -> Box<[i32]> {
+        let (e, h) = (self.embed, self.hidden);
+        let rows: usize = self.sizes.iter().sum();
+        let mut t = vec![0i32; rows * h];
+        for (j, (&offset, &size)) in self.offsets.iter().zip(&self.sizes).enumerate() {
+            for row in offset..offset + size {
+                let out = &mut t[row * h..][..h];
+                for (q, &ev) in self.embeddings[row * e..][..e].iter().enumerate() {
+                    let w = &self.w1[(j * e + q) * h..][..h];
+                    // As in the unfolded pass: |ev * w| <= 2^14, and the
+                    // row's sum at most 64 * 2^14.
+                    for (a, &w) in out.iter_mut().zip(w) {
+                        *a = a.wrapping_add(i32::from(i16::from(ev).wrapping_mul(w)));
+                    }
+                }
+            }
+        }
+        t.into_boxed_slice()
+    }
+}
+
 /// Logits of the position with features `feats` (spec section 8.2), into
-/// `s.logits`. Compiled also for wider vector units, picked at run time;
-/// integer arithmetic gives the same result on every path.
-#[multiversion(targets("x86_64+avx512bw", "x86_64+avx2", "aarch64+neon"))]
+/// `s.logits`, through the folded first layer once the stage has one.
 fn network(st: &LearnedStage, feats: &[usize], s: &mut Scratch) {
+    network_with(st, feats, s, st.folded());
+}
+
+/// [`network`] with the folded first layer `folded` if given. Compiled also
+/// for wider vector units, picked at run time; integer arithmetic gives the
+/// same result on every path.
+#[multiversion(targets("x86_64+avx512bw", "x86_64+avx2", "aarch64+neon"))]
+fn network_with(st: &LearnedStage, feats: &[usize], s: &mut Scratch, folded: Option<&[i32]>) {
     let (e, h) = (st.embed, st.hidden);
     let [r1, r2, _] = st.shifts;
     s.acc.clear();
     s.acc.extend_from_slice(&st.b1);
     for (j, &v) in feats.iter().enumerate() {
         let v = v.min(st.sizes.get(j).map_or(0, |&n| n.saturating_sub(1)));
-        let row = (st.offsets.get(j).copied().unwrap_or(0) + v) * e;
-        let emb = st.embeddings.get(row..row + e).unwrap_or_default();
+        let row = st.offsets.get(j).copied().unwrap_or(0) + v;
+        if let Some(t) = folded {
+            let t = t.get(row * h..row * h + h).unwrap_or_default();
+            for (a, &t) in s.acc.iter_mut().zip(t) {
+                *a = a.wrapping_add(t);
+            }
+            continue;
+        }
+        let emb = st.embeddings.get(row * e..row * e + e).unwrap_or_default();
         for (q, &ev) in emb.iter().enumerate() {
             if ev == 0 {
                 continue;
@@ -668,6 +762,56 @@ mod tests {
             let a = next() >> 1;
             assert_eq!(Divider::new(d).floor(a), a / d, "{a} / {d}");
         }
+    }
+
+    #[test]
+    fn the_folded_first_layer_gives_the_same_logits() {
+        // Stage 2 of three stages of 5, 7 and 6 symbols, E = 3, H = 9, with
+        // weights over the whole 8-bit range.
+        let num_symbols = [5u16, 7, 6];
+        let sizes = feature_sizes(2, &num_symbols);
+        let rows: usize = sizes.iter().sum();
+        let (e, h, k) = (3usize, 9usize, 6usize);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
+        let weights = LearnedWeights {
+            embed: e as u8,
+            hidden: h as u16,
+            shifts: [9, 8, 2],
+            embeddings: bytes(rows * e),
+            w1: bytes(sizes.len() * e * h),
+            b1: bytes(h).into_iter().map(|b| i32::from(b) * 300).collect(),
+            w2: bytes(h * h),
+            b2: bytes(h).into_iter().map(|b| i32::from(b) * 300).collect(),
+            w3: bytes(k * h),
+            b3: bytes(k).into_iter().map(|b| i32::from(b) * 300).collect(),
+        };
+        let stage = LearnedStage::new(2, &num_symbols, weights).unwrap();
+        let folded = stage.fold_first_layer();
+        let (mut plain, mut fast) = (Scratch::default(), Scratch::default());
+        for round in 0..200 {
+            let feats: Vec<usize> = sizes.iter().map(|&v| (round * 7 + v * 3) % v).collect();
+            network_with(&stage, &feats, &mut plain, None);
+            network_with(&stage, &feats, &mut fast, Some(&folded));
+            assert_eq!(plain.logits, fast.logits, "features {feats:?}");
+        }
+        // Enough passes fold the stage, and its tables stay the same.
+        let mut before = Vec::new();
+        let feats = vec![0; sizes.len()];
+        stage.compute_freqs(&feats, &mut plain, &mut before);
+        for _ in 0..FOLD_AFTER * rows {
+            network(&stage, &feats, &mut fast);
+        }
+        assert!(stage.fold.table.get().is_some());
+        let mut after = Vec::new();
+        stage.compute_freqs(&feats, &mut fast, &mut after);
+        assert_eq!(before, after);
     }
 
     #[test]
