@@ -367,20 +367,35 @@ fn quantize(
     let ids: Vec<usize> = (0..tr.targets.len()).step_by(step).take(n).collect();
     let (f, _) = batch(tr, &ids)?;
     let [_, h1, h2, _] = net.forward(&f)?;
-    let r1 = shift_for(f64::from(quantile(&mut values(&h1)?, 0.999)) * s_e_max * s_1);
-    let a1 = s_e_max * s_1 / 2f64.powi(i32::from(r1));
-    let r2 = shift_for(f64::from(quantile(&mut values(&h2)?, 0.999)) * s_2 * a1);
-    // Logit units: s_3 * s_2 * s_e * s_1 / 2^(r1 + r2) per nat must be
-    // 2^r3 * 16 / ln 2: the largest r3 whose s_e stays within 8 bits.
-    let s_e_for = |r3: u8| {
-        2f64.powi(i32::from(r1) + i32::from(r2) + i32::from(r3)) * 16.0
-            / (std::f64::consts::LN_2 * s_1 * s_2 * s_3)
+    let q1 = f64::from(quantile(&mut values(&h1)?, 0.999));
+    let q2 = f64::from(quantile(&mut values(&h2)?, 0.999));
+    // Shifts putting each hidden layer's 99.9th percentile near 255 for
+    // embeddings in units of `s_e`.
+    let hidden_shifts = |s_e: f64| {
+        let r1 = shift_for(q1 * s_e * s_1);
+        let r2 = shift_for(q2 * s_2 * s_e * s_1 / 2f64.powi(i32::from(r1)));
+        (r1, r2)
     };
-    let r3 = (0..=31u8)
+    // Logit units: s_3 * s_2 * s_e * s_1 / 2^(r1 + r2) per nat must be
+    // 2^r3 * 16 / ln 2, so s_e is fixed by the total shift r1 + r2 + r3:
+    // the largest total whose s_e stays within 8 bits (at most 2x under
+    // the full range).
+    let s_e_for = |total: i32| 2f64.powi(total) * 16.0 / (std::f64::consts::LN_2 * s_1 * s_2 * s_3);
+    let (r1_full, r2_full) = hidden_shifts(s_e_max);
+    let floor = i32::from(r1_full) + i32::from(r2_full);
+    let total = (floor..=floor + 31)
         .rev()
-        .find(|&r| s_e_for(r) <= s_e_max)
-        .unwrap_or(0);
-    let s_e = s_e_for(r3);
+        .find(|&t| s_e_for(t) <= s_e_max)
+        .unwrap_or(floor);
+    let s_e = s_e_for(total);
+    // With the embeddings' actual scale, the hidden layers may need smaller
+    // shifts to use their whole 8-bit range; the last shift takes the rest
+    // of the total, which keeps the logit units.
+    let (r1, r2) = match hidden_shifts(s_e) {
+        (r1, r2) if (0..=31).contains(&(total - i32::from(r1) - i32::from(r2))) => (r1, r2),
+        _ => (r1_full, r2_full),
+    };
+    let r3 = (total - i32::from(r1) - i32::from(r2)) as u8;
     let units1 = s_e * s_1;
     let units2 = s_2 * units1 / 2f64.powi(i32::from(r1));
     let units3 = s_3 * units2 / 2f64.powi(i32::from(r2));
