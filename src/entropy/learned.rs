@@ -158,8 +158,8 @@ pub struct LearnedStage {
     b2: Vec<i32>,
     w3: Vec<i16>,
     b3: Vec<i32>,
-    cache: TableCache,
-    fold: Fold,
+    cache: Transient<TableCache>,
+    fold: Transient<Fold>,
 }
 
 /// A position's table under a learned prior, with its code lengths for
@@ -228,24 +228,29 @@ impl TableCache {
     }
 }
 
-impl Clone for TableCache {
+/// What a stage keeps only to go faster (its table cache, its folded
+/// first layer): a clone starts afresh, and it takes no part in comparing
+/// stages.
+#[derive(Default)]
+struct Transient<T>(T);
+
+impl<T: Default> Clone for Transient<T> {
     fn clone(&self) -> Self {
         Self::default()
     }
 }
 
-/// A cache holds nothing of a stage's value.
-impl PartialEq for TableCache {
+impl<T> PartialEq for Transient<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for TableCache {}
+impl<T> Eq for Transient<T> {}
 
-impl std::fmt::Debug for TableCache {
+impl<T> std::fmt::Debug for Transient<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TableCache")
+        f.write_str(std::any::type_name::<T>())
     }
 }
 
@@ -266,27 +271,6 @@ struct Fold {
 const FOLD_AFTER: usize = 2;
 /// Largest folded table, in `i32` values (32 MiB).
 const FOLD_MAX_VALUES: usize = 1 << 23;
-
-impl Clone for Fold {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-/// A fold holds nothing of a stage's value.
-impl PartialEq for Fold {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Fold {}
-
-impl std::fmt::Debug for Fold {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Fold")
-    }
-}
 
 /// The integer arrays of a [`LearnedStage`], laid out as in the spec.
 #[derive(Debug, Clone, Default)]
@@ -384,8 +368,8 @@ impl LearnedStage {
             b1: weights.b1,
             b2: weights.b2,
             b3: weights.b3,
-            cache: TableCache::default(),
-            fold: Fold::default(),
+            cache: Transient::default(),
+            fold: Transient::default(),
         })
     }
 
@@ -459,7 +443,7 @@ impl LearnedStage {
 
     /// The table of the position with features `feats` (spec section 8.2).
     pub(crate) fn table(&self, feats: &[usize], s: &mut Scratch) -> Result<Arc<Coded>> {
-        if let Some(cached) = self.cache.get(feats) {
+        if let Some(cached) = self.cache.0.get(feats) {
             return Ok(cached);
         }
         let mut freqs = Vec::with_capacity(usize::from(self.num_symbols));
@@ -468,7 +452,7 @@ impl LearnedStage {
             table: table_from_freqs(&freqs).map_err(EntropyError::InvalidArgument)?,
             lengths: OnceLock::new(),
         });
-        self.cache.insert(feats, &coded);
+        self.cache.0.insert(feats, &coded);
         Ok(coded)
     }
 
@@ -606,7 +590,7 @@ fn read_biases(cursor: &mut Cursor<'_>, n: usize, field: &'static str) -> Result
 impl LearnedStage {
     /// The folded first layer, once this stage has made enough passes.
     fn folded(&self) -> Option<&[i32]> {
-        if let Some(t) = self.fold.table.get() {
+        if let Some(t) = self.fold.0.table.get() {
             return Some(t);
         }
         let rows: usize = self.sizes.iter().sum();
@@ -614,10 +598,10 @@ impl LearnedStage {
             return None;
         }
         let cost = rows / self.sizes.len().max(1);
-        if self.fold.passes.fetch_add(1, Ordering::Relaxed) < FOLD_AFTER * cost {
+        if self.fold.0.passes.fetch_add(1, Ordering::Relaxed) < FOLD_AFTER * cost {
             return None;
         }
-        Some(self.fold.table.get_or_init(|| self.fold_first_layer()))
+        Some(self.fold.0.table.get_or_init(|| self.fold_first_layer()))
     }
 
     /// `T` of [`Fold`]: row `offset_j + v` holds `T_j[v]`.
@@ -808,7 +792,7 @@ mod tests {
         for _ in 0..FOLD_AFTER * rows {
             network(&stage, &feats, &mut fast);
         }
-        assert!(stage.fold.table.get().is_some());
+        assert!(stage.fold.0.table.get().is_some());
         let mut after = Vec::new();
         stage.compute_freqs(&feats, &mut fast, &mut after);
         assert_eq!(before, after);
