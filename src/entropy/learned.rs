@@ -187,15 +187,14 @@ impl Coded {
 /// each step of the encoder's refinement), and a table costs a network
 /// pass. The built tables are shared, so a hit costs a hash and a lookup.
 /// The map is split into shards by feature hash, so that threads coding
-/// other frames rarely wait for each other. Holds at most about
-/// [`CACHED_FREQS`] frequencies per stage (4 KiB a table of 512 symbols,
-/// 8 KiB with its code lengths: 2,048 tables, 8 to 16 MiB); a full shard
-/// starts afresh.
+/// other frames rarely wait for each other. Holds at most
+/// [`CACHED_FREQS`]` / K` tables per stage (2,048 of 512 symbols: about
+/// 4.5 MiB, 8.5 MiB with their code lengths); a full shard starts afresh.
 struct TableCache([Mutex<TablesByFeatures>; CACHE_SHARDS]);
 
 type TablesByFeatures = HashMap<Box<[usize]>, Arc<Coded>>;
 
-const CACHED_FREQS: usize = 1 << 21;
+const CACHED_FREQS: usize = 1 << 20;
 const CACHE_SHARDS: usize = 16;
 
 impl Default for TableCache {
