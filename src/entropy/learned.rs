@@ -160,6 +160,9 @@ pub struct LearnedStage {
     b3: Vec<i32>,
     cache: Transient<TableCache>,
     fold: Transient<Fold>,
+    /// Passes after which the first layer is folded; `None` if its folded
+    /// table would exceed [`FOLD_MAX_VALUES`].
+    fold_after: Option<usize>,
 }
 
 /// A position's table under a learned prior, with its code lengths for
@@ -352,6 +355,9 @@ impl LearnedStage {
             row += v;
         }
         let widen = |v: &[i8]| v.iter().map(|&w| i16::from(w)).collect::<Vec<i16>>();
+        // Folding costs about `rows / F` passes (`rows E H` multiply-adds).
+        let fold_after =
+            (rows * h <= FOLD_MAX_VALUES).then(|| FOLD_AFTER * (rows / sizes.len().max(1)));
         Ok(Self {
             stage,
             num_symbols: k,
@@ -369,6 +375,7 @@ impl LearnedStage {
             b3: weights.b3,
             cache: Transient::default(),
             fold: Transient::default(),
+            fold_after,
         })
     }
 
@@ -592,12 +599,8 @@ impl LearnedStage {
         if let Some(t) = self.fold.0.table.get() {
             return Some(t);
         }
-        let rows: usize = self.sizes.iter().sum();
-        if rows * self.hidden > FOLD_MAX_VALUES {
-            return None;
-        }
-        let cost = rows / self.sizes.len().max(1);
-        if self.fold.0.passes.fetch_add(1, Ordering::Relaxed) < FOLD_AFTER * cost {
+        let after = self.fold_after?;
+        if self.fold.0.passes.fetch_add(1, Ordering::Relaxed) < after {
             return None;
         }
         Some(self.fold.0.table.get_or_init(|| self.fold_first_layer()))
@@ -606,8 +609,7 @@ impl LearnedStage {
     /// `T` of [`Fold`]: row `offset_j + v` holds `T_j[v]`.
     fn fold_first_layer(&self) -> Box<[i32]> {
         let (e, h) = (self.embed, self.hidden);
-        let rows: usize = self.sizes.iter().sum();
-        let mut t = vec![0i32; rows * h];
+        let mut t = vec![0i32; self.embeddings.len() / e * h];
         for (j, (&offset, &size)) in self.offsets.iter().zip(&self.sizes).enumerate() {
             for row in offset..offset + size {
                 let out = &mut t[row * h..][..h];
