@@ -33,6 +33,13 @@ pub struct TrainArgs {
     /// Continue from a checkpoint (the model's shape comes from it).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Continue training the network of this model file, picking every
+    /// training index as its codec does: priced by the file's own prior in
+    /// context, with its rate weights. The model's shape comes from the
+    /// file; a new prior is fitted after. With --resume, the checkpoint's
+    /// weights are used and the file gives the prior and rate weights.
+    #[arg(long, value_name = "MODEL", conflicts_with = "prior_only")]
+    from: Option<PathBuf>,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     #[arg(long, default_value_t = 64)]
@@ -238,6 +245,27 @@ pub fn run(a: TrainArgs) -> Result<()> {
         p.push(".ckpt");
         PathBuf::from(p)
     });
+    let source = match &a.from {
+        Some(_) if a.prior == PriorKind::Classes && a.prior_rounds == 0 => {
+            bail!(
+                "--from with --prior classes needs --prior-rounds 1 or more to fit the class prior"
+            )
+        }
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let file = ModelFile::from_bytes(&bytes)
+                .with_context(|| format!("loading {}", path.display()))?;
+            let prior = file
+                .prior
+                .as_deref()
+                .with_context(|| format!("{} has no prior", path.display()))?;
+            let prior = Prior::from_bytes(prior)
+                .with_context(|| format!("loading the prior of {}", path.display()))?;
+            Some((file, prior))
+        }
+        None => None,
+    };
     let mut trainer = match &a.resume {
         Some(path) => {
             let bytes =
@@ -249,6 +277,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 ckpt.epochs_done, ckpt.step
             );
             Trainer::resume(ckpt, options)?
+        }
+        None if source.is_some() => {
+            let (file, _) = source.as_ref().context("checked above")?;
+            Trainer::from_model(file, options)?
         }
         None => {
             let config = ModelConfig {
@@ -262,6 +294,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Trainer::new(config, options)?
         }
     };
+    if let Some((file, prior)) = &source {
+        if file.config != *trainer.config() {
+            bail!(
+                "the checkpoint's model ({}) is not the shape of --from's ({})",
+                trainer.config().to_text(),
+                file.config.to_text()
+            );
+        }
+        trainer.price_with(prior.clone(), file.rate_weights.clone())?;
+    }
     eprintln!(
         "training on {} images of {}x{} ({} parameters, config {})",
         data.len(),
@@ -273,8 +315,28 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let start = Instant::now();
     trainer.run(&data, Some(&checkpoint_path), &mut Progress { bar: None })?;
     eprintln!("training took {:.0} s", start.elapsed().as_secs_f64());
-    let start = Instant::now();
     let (train_ids, val_ids) = trainer.split(&data)?;
+    if let Some((file, _)) = source {
+        // The network moved under the file's prior: fit a new one to it.
+        let mut file = ModelFile {
+            name: a.name.clone().unwrap_or(file.name),
+            version: a.model_version.clone().unwrap_or(file.version),
+            params: trainer.params().clone(),
+            ..file
+        };
+        let options = PriorOptions {
+            num_classes: a.prior_classes,
+            min_count: a.prior_min_count,
+            smoothing: a.prior_smoothing,
+        };
+        fit_priors(&a, &mut file, &data, &train_ids, &val_ids, options)?;
+        let bytes = file.to_bytes()?;
+        write_atomic(&a.out, &bytes, a.force)
+            .with_context(|| format!("writing {}", a.out.display()))?;
+        eprintln!("wrote {} ({} bytes)", a.out.display(), bytes.len());
+        return Ok(());
+    }
+    let start = Instant::now();
     let penalties = trainer.penalties()?;
     let train_grids = encode_dataset(trainer.model(), &data, &train_ids, penalties.as_deref())?;
     let val_grids = encode_dataset(trainer.model(), &data, &val_ids, penalties.as_deref())?;

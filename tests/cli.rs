@@ -268,6 +268,54 @@ fn train_fits_a_learned_prior_and_refits_an_existing_model() {
     let a = std::fs::read(d.join("classes.safetensors")).unwrap();
     let b = std::fs::read(d.join("learned.safetensors")).unwrap();
     assert_ne!(a, b);
+
+    // Further training of the learned model's network, its indices priced
+    // by its own prior, then a new learned prior; the result compresses.
+    let mut args = vec![
+        "train",
+        "--from",
+        "learned.safetensors",
+        "--data",
+        data,
+        "--out",
+        "tuned.safetensors",
+        "--validation",
+        "64",
+        "--limit",
+        "256",
+        "--epochs",
+        "1",
+        "--restart-every",
+        "0",
+        "--prior-rounds",
+        "0",
+    ];
+    args.extend_from_slice(&small_prior);
+    let out = vqz(&args, d);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("epoch 1/1"), "{err}");
+    assert!(err.contains("trained the learned prior"), "{err}");
+    let out = vqz(
+        &[
+            "compress",
+            "7.png",
+            "--model",
+            "tuned.safetensors",
+            "-o",
+            "7.vqz",
+            "-f",
+        ],
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A class prior cannot come from a learned one without a refit round.
+    args.extend_from_slice(&["--prior", "classes", "-f"]);
+    assert_fails(&vqz(&args, d), "--prior-rounds");
 }
 
 #[test]

@@ -341,3 +341,84 @@ fn a_learned_prior_beats_class_contexts_and_codes_through_the_codec() {
         assert_eq!((back.width(), back.height()), (28, 28));
     }
 }
+
+#[test]
+fn training_can_pick_indices_as_the_codec_does() {
+    let data = digits(192);
+    let ids: Vec<usize> = (128..192).collect();
+    let params = ParamStore::init(&tiny(), 5).unwrap();
+    let net = VqVae::new(tiny(), &params).unwrap();
+    let all: Vec<usize> = (0..192).collect();
+    let grids = encode_dataset(&net, &data, &all, None).unwrap();
+    let prior = fit_prior(&[16, 16], &grids, PriorOptions::default()).unwrap();
+    // A heavy rate weight on stage 1: the codec's choice is far from the
+    // nearest codes.
+    let mut file = model_file(params, Some(prior.to_bytes()));
+    file.rate_weights = vec![0.5, 0.0];
+    let opts = TrainOptions {
+        validation_images: 64,
+        restart_every: 0,
+        ..options(2)
+    };
+    let mut t = Trainer::from_model(&file, opts.clone()).unwrap();
+    t.price_with(prior.clone(), file.rate_weights.clone())
+        .unwrap();
+    let mut rec = Record(Vec::new(), None);
+    t.run(&data, None, &mut rec).unwrap();
+    assert!(
+        rec.0[1].train_mse < rec.0[0].train_mse,
+        "training MSE did not fall"
+    );
+
+    // The validation of the run is the codec's own encoding of those images
+    // with the trained network: the same indices, so the same codes in use
+    // and the same error at each level.
+    let val = &rec.0[1].validation;
+    let trained = ModelFile {
+        params: t.params().clone(),
+        ..file
+    };
+    let model = Model::from_bytes(trained.to_bytes().unwrap().into()).unwrap();
+    let chosen = encode_dataset_with_codec(&model, &data, &ids).unwrap();
+    let used = |s: usize, grids: &[vqz::entropy::IndexGrid]| {
+        let mut seen = [false; 16];
+        for g in grids {
+            for &i in &g.indices[s * 49..(s + 1) * 49] {
+                seen[usize::from(i)] = true;
+            }
+        }
+        seen.iter().filter(|&&b| b).count()
+    };
+    assert_eq!(val.codes_used, vec![used(0, &chosen), used(1, &chosen)]);
+    let net = VqVae::new(tiny(), t.params()).unwrap();
+    let nearest = encode_dataset(&net, &data, &ids, None).unwrap();
+    assert_ne!(chosen, nearest, "the rate term changed no index");
+    let x = {
+        let v: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| data.image(i).iter().map(|&p| f32::from(p) / 255.0))
+            .collect();
+        Tensor::from_vec(v, (ids.len(), 28, 28, 1), &Device::Cpu).unwrap()
+    };
+    for level in 1..=2usize {
+        let idx: Vec<u32> = chosen
+            .iter()
+            .flat_map(|g| g.indices[..level * 49].iter().map(|&i| u32::from(i)))
+            .collect();
+        let idx = Tensor::from_vec(idx, (ids.len(), level, 7, 7), &Device::Cpu).unwrap();
+        let y = net.decode(&idx).unwrap();
+        let mse = (y - &x)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let reported = val.mse_per_level[level - 1];
+        assert!(
+            (f64::from(mse) - reported).abs() < 1e-4 * reported,
+            "level {level}: {mse} vs {reported}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::entropy::{Cell, CodeLengths, IndexGrid, decode_grid, encode_grid};
 use crate::format::{CodingMode, Geometry, Limits};
-use crate::model::{GRID_STRIDE, squared_distances};
+use crate::model::{GRID_STRIDE, VqVae, squared_distances};
 
 use super::pixels::{
     Planes, image_from_planes, network_input, padded, plane_refs, planes_of, psnr_db, write_tile,
@@ -91,16 +91,33 @@ pub(super) fn quantize_latents(
     stages: u8,
     rate_scale: f32,
 ) -> Result<(Vec<u32>, Vec<f64>), CodecError> {
+    let weights: Vec<f32> = model
+        .rate_weights()
+        .iter()
+        .map(|w| w * rate_scale)
+        .collect();
+    quantize_with_prior(&model.net, &weights, lengths, z, usize::from(stages))
+}
+
+/// [`quantize_latents`] with the codebooks of `net` and the rate weights
+/// `rate_weights` (per stage; missing stages pick the nearest code): the
+/// codec's index choice for a network in training.
+pub(crate) fn quantize_with_prior(
+    net: &VqVae,
+    rate_weights: &[f32],
+    lengths: &CodeLengths,
+    z: &Tensor,
+    stages: usize,
+) -> Result<(Vec<u32>, Vec<f64>), CodecError> {
     let (planes, gh, gw, d) = z.dims4()?;
     let cells = gh * gw;
-    let stages = stages as usize;
     let mut residual = z.reshape((planes * cells, d))?;
     let mut out = vec![0u32; planes * stages * cells];
     let mut plane_bits = vec![0f64; planes];
     for s in 0..stages {
-        let codebook = model.net.codebook(s).as_tensor();
+        let codebook = net.codebook(s).as_tensor();
         let k = codebook.dim(0)?;
-        let rate_weight = model.rate_weights().get(s).copied().unwrap_or(0.0) * rate_scale;
+        let rate_weight = rate_weights.get(s).copied().unwrap_or(0.0);
         // Distances of `n` residual rows from `row` to every codebook entry.
         let distances = |row: usize, n: usize| -> Result<Vec<f32>, CodecError> {
             Ok(squared_distances(&residual.narrow(0, row, n)?, codebook)?

@@ -129,6 +129,33 @@ impl VqVae {
         })
     }
 
+    /// [`VqVae::quantize_penalized`] with the indices already chosen, one
+    /// `(n,)` u32 tensor per stage (by the codec's own quantiser, say): the
+    /// residuals and vectors they give, with gradient to the codebooks.
+    pub fn quantize_given(&self, z: &Tensor, indices: Vec<Tensor>) -> Result<Quantized> {
+        if indices.len() > self.codebooks.len() {
+            candle_core::bail!(
+                "{} quantiser stages given, the model has {}",
+                indices.len(),
+                self.codebooks.len()
+            );
+        }
+        let mut residual = z.clone();
+        let mut residuals = Vec::with_capacity(indices.len());
+        let mut vectors = Vec::with_capacity(indices.len());
+        for (codebook, idx) in self.codebooks.iter().zip(&indices) {
+            let q = codebook.as_tensor().index_select(idx, 0)?;
+            residuals.push(residual.clone());
+            residual = (residual - q.detach())?;
+            vectors.push(q);
+        }
+        Ok(Quantized {
+            indices,
+            residuals,
+            vectors,
+        })
+    }
+
     /// Images `(b, h, w, 1)` to code indices `(b, stages, h/4, w/4)` (u32).
     pub fn encode(&self, x: &Tensor, stages: usize) -> Result<Tensor> {
         self.encode_penalized(x, stages, None)

@@ -24,7 +24,9 @@ pub use adam::Adam;
 pub use checkpoint::{CHECKPOINT_FORMAT_LINE, Checkpoint};
 pub use data::{DataError, Dataset};
 
-use crate::model::{GRID_STRIDE, ModelConfig, ModelError, ParamStore, VqVae};
+use crate::codec;
+use crate::entropy::Prior;
+use crate::model::{GRID_STRIDE, ModelConfig, ModelError, ModelFile, ParamStore, VqVae};
 
 /// How to train (the model's shape is a [`ModelConfig`]).
 #[derive(Debug, Clone)]
@@ -195,6 +197,37 @@ pub struct Trainer {
     level_mse: Vec<f64>,
     epochs_done: usize,
     codebooks_initialised: bool,
+    /// When set, indices are chosen as the codec chooses them, not by
+    /// [`Trainer::penalties`] (see [`Trainer::price_with`]).
+    context_rate: Option<ContextRate>,
+}
+
+/// The codec's own index choice, for training: each index is priced by a
+/// context prior given the indices chosen before it, and traded against
+/// distance with fixed per-stage rate weights.
+struct ContextRate {
+    prior: Prior,
+    rate_weights: Vec<f32>,
+}
+
+impl ContextRate {
+    /// Per stage, the `(b * gh * gw,)` indices the codec picks for latents
+    /// `z` `(b, gh, gw, D)` of `net`.
+    fn choose(&self, net: &VqVae, z: &Tensor, stages: usize) -> Result<Vec<Tensor>, TrainError> {
+        let (b, gh, gw, _) = z.dims4()?;
+        let cells = gh * gw;
+        let lengths = self.prior.code_lengths();
+        let (flat, _) = codec::quantize_with_prior(net, &self.rate_weights, &lengths, z, stages)?;
+        // `flat` is in network order (image, stage, cell).
+        (0..stages)
+            .map(|s| {
+                let v: Vec<u32> = (0..b)
+                    .flat_map(|i| flat[(i * stages + s) * cells..][..cells].iter().copied())
+                    .collect();
+                Ok(Tensor::from_vec(v, b * cells, &Device::Cpu)?)
+            })
+            .collect()
+    }
 }
 
 fn batch_tensor(data: &Dataset, ids: &[usize]) -> candle_core::Result<Tensor> {
@@ -296,7 +329,38 @@ impl Trainer {
             ema,
             epochs_done: 0,
             codebooks_initialised: false,
+            context_rate: None,
         })
+    }
+
+    /// Continues training the network and codebooks of a model file.
+    pub fn from_model(file: &ModelFile, options: TrainOptions) -> Result<Self, TrainError> {
+        file.config.validate()?;
+        let mut t = Self::with_params(file.config, options, file.params.clone())?;
+        t.codebooks_initialised = true;
+        Ok(t)
+    }
+
+    /// From now on, picks every training index as the codec does: stage by
+    /// stage in coding order, minimising `||r - e_k||^2 + w_s * bits(k)`
+    /// with `bits` the code length under `prior` given the indices chosen
+    /// before (its context) and `w_s` = `rate_weights[s]`, instead of the
+    /// context-free code lengths of [`Trainer::penalties`]. So the network
+    /// learns from the indices its files will hold, priced as they will be.
+    /// The prior stays fixed: fit a new one to the trained network after.
+    pub fn price_with(&mut self, prior: Prior, rate_weights: Vec<f32>) -> Result<(), TrainError> {
+        if usize::from(prior.num_stages()) < self.config.stages {
+            return Err(TrainError::BadData(format!(
+                "the prior has {} stages, the model {}",
+                prior.num_stages(),
+                self.config.stages
+            )));
+        }
+        self.context_rate = Some(ContextRate {
+            prior,
+            rate_weights,
+        });
+        Ok(())
     }
 
     /// Continues a run from a checkpoint written by [`Trainer::checkpoint`].
@@ -514,10 +578,17 @@ impl Trainer {
         let per_image = gh * gw;
         let n = b * per_image;
         let zf = z.reshape((n, d))?;
-        let penalties = self.penalties()?;
-        let q = self
-            .model
-            .quantize_penalized(&zf, cfg.stages, penalties.as_deref())?;
+        let q = match &self.context_rate {
+            Some(c) => {
+                let indices = c.choose(&self.model, &z.detach(), cfg.stages)?;
+                self.model.quantize_given(&zf, indices)?
+            }
+            None => {
+                let penalties = self.penalties()?;
+                self.model
+                    .quantize_penalized(&zf, cfg.stages, penalties.as_deref())?
+            }
+        };
 
         // Quantiser dropout: each image is reconstructed from a random
         // number of stages, so every quality level is trained.
@@ -762,7 +833,19 @@ impl Trainer {
             }
             let seconds = start.elapsed().as_secs_f64();
             self.epochs_done += 1;
-            let validation = evaluate(&self.model, data, &val_ids, self.penalties()?.as_deref())?;
+            let validation = match &self.context_rate {
+                Some(c) => evaluate_choosing(&self.model, data, &val_ids, &|x| {
+                    let z = self.model.encode_latents(x)?;
+                    let (b, gh, gw, _) = z.dims4()?;
+                    let per_stage = c.choose(&self.model, &z, self.config.stages)?;
+                    let per_stage: Vec<Tensor> = per_stage
+                        .iter()
+                        .map(|i| i.reshape((b, 1, gh, gw)))
+                        .collect::<candle_core::Result<_>>()?;
+                    Ok(Tensor::cat(&per_stage, 1)?)
+                })?,
+                None => evaluate(&self.model, data, &val_ids, self.penalties()?.as_deref())?,
+            };
             if let Some(path) = checkpoint_path {
                 let bytes = self.checkpoint().to_bytes()?;
                 write_atomic(path, &bytes, true).map_err(|source| TrainError::Checkpoint {
@@ -803,13 +886,27 @@ pub fn evaluate(
     ids: &[usize],
     penalties: Option<&[Tensor]>,
 ) -> Result<EvalReport, TrainError> {
+    let stages = model.config().stages;
+    evaluate_choosing(model, data, ids, &|x| {
+        Ok(model.encode_penalized(x, stages, penalties)?)
+    })
+}
+
+/// [`evaluate`] with the indices `(b, stages, gh, gw)` of a batch of images
+/// chosen by `encode`.
+fn evaluate_choosing(
+    model: &VqVae,
+    data: &Dataset,
+    ids: &[usize],
+    encode: &dyn Fn(&Tensor) -> Result<Tensor, TrainError>,
+) -> Result<EvalReport, TrainError> {
     let cfg = model.config();
     let mut sq_err = vec![0.0f64; cfg.stages];
     let mut hist = vec![vec![0u64; cfg.codebook_size]; cfg.stages];
     let pixels = (data.width * data.height) as f64;
     for chunk in ids.chunks(256) {
         let x = batch_tensor(data, chunk)?;
-        let idx = model.encode_penalized(&x, cfg.stages, penalties)?;
+        let idx = encode(&x)?;
         for (s, h) in hist.iter_mut().enumerate() {
             for i in idx.narrow(1, s, 1)?.flatten_all()?.to_vec1::<u32>()? {
                 if let Some(c) = h.get_mut(i as usize) {
