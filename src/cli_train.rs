@@ -251,6 +251,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 "--from with --prior classes needs --prior-rounds 1 or more to fit the class prior"
             )
         }
+        Some(_) if !a.target_entropy.is_empty() => {
+            bail!("--from keeps the model's rate weights; --target-entropy does not apply")
+        }
         Some(path) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -266,8 +269,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         None => None,
     };
-    let mut trainer = match &a.resume {
-        Some(path) => {
+    let mut trainer = match (&a.resume, &source) {
+        (Some(path), _) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let ckpt = Checkpoint::from_bytes(&bytes)
@@ -278,11 +281,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             );
             Trainer::resume(ckpt, options)?
         }
-        None if source.is_some() => {
-            let (file, _) = source.as_ref().context("checked above")?;
-            Trainer::from_model(file, options)?
-        }
-        None => {
+        (None, Some((file, _))) => Trainer::from_model(file, options)?,
+        (None, None) => {
             let config = ModelConfig {
                 codebook_size: a.codebook_size,
                 latent_dim: a.latent_dim,
@@ -324,17 +324,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
             params: trainer.params().clone(),
             ..file
         };
-        let options = PriorOptions {
-            num_classes: a.prior_classes,
-            min_count: a.prior_min_count,
-            smoothing: a.prior_smoothing,
-        };
-        fit_priors(&a, &mut file, &data, &train_ids, &val_ids, options)?;
-        let bytes = file.to_bytes()?;
-        write_atomic(&a.out, &bytes, a.force)
-            .with_context(|| format!("writing {}", a.out.display()))?;
-        eprintln!("wrote {} ({} bytes)", a.out.display(), bytes.len());
-        return Ok(());
+        fit_priors(
+            &a,
+            &mut file,
+            &data,
+            &train_ids,
+            &val_ids,
+            prior_options(&a),
+        )?;
+        return write_model(&a, &file);
     }
     let start = Instant::now();
     let penalties = trainer.penalties()?;
@@ -342,11 +340,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let val_grids = encode_dataset(trainer.model(), &data, &val_ids, penalties.as_deref())?;
     let cfg = *trainer.config();
     let num_symbols = vec![cfg.codebook_size as u16; cfg.stages];
-    let options = PriorOptions {
-        num_classes: a.prior_classes,
-        min_count: a.prior_min_count,
-        smoothing: a.prior_smoothing,
-    };
+    let options = prior_options(&a);
     let (prior, report) = fit_and_report(&num_symbols, &train_grids, &val_grids, options)?;
     eprintln!(
         "fitted the context prior on {} images in {:.0} s; validation bits per image by level ({} images):",
@@ -364,11 +358,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         rate_weights: trainer.rate_weights().iter().map(|&w| w as f32).collect(),
     };
     fit_priors(&a, &mut file, &data, &train_ids, &val_ids, options)?;
-    let bytes = file.to_bytes()?;
-    write_atomic(&a.out, &bytes, a.force)
-        .with_context(|| format!("writing {}", a.out.display()))?;
-    eprintln!("wrote {} ({} bytes)", a.out.display(), bytes.len());
-    Ok(())
+    write_model(&a, &file)
 }
 
 /// Re-fits the class prior of `file` to the codec's own choices
@@ -467,11 +457,7 @@ fn refit_only(a: &TrainArgs, path: &Path) -> Result<()> {
         train_ids.len(),
         val_ids.len()
     );
-    let options = PriorOptions {
-        num_classes: a.prior_classes,
-        min_count: a.prior_min_count,
-        smoothing: a.prior_smoothing,
-    };
+    let options = prior_options(a);
     if file
         .prior
         .as_deref()
@@ -486,11 +472,25 @@ fn refit_only(a: &TrainArgs, path: &Path) -> Result<()> {
         file.prior = Some(fit_prior(&num_symbols, &grids, options)?.to_bytes());
     }
     fit_priors(a, &mut file, &data, &train_ids, &val_ids, options)?;
+    write_model(a, &file)
+}
+
+/// Writes `file` to `--out` atomically (refusing to overwrite without -f).
+fn write_model(a: &TrainArgs, file: &ModelFile) -> Result<()> {
     let bytes = file.to_bytes()?;
     write_atomic(&a.out, &bytes, a.force)
         .with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!("wrote {} ({} bytes)", a.out.display(), bytes.len());
     Ok(())
+}
+
+/// The class prior's options from the command line.
+fn prior_options(a: &TrainArgs) -> PriorOptions {
+    PriorOptions {
+        num_classes: a.prior_classes,
+        min_count: a.prior_min_count,
+        smoothing: a.prior_smoothing,
+    }
 }
 
 fn print_prior_report(report: &PriorReport) {
