@@ -246,7 +246,36 @@ fn train_fits_a_learned_prior_and_refits_an_existing_model() {
     assert!(err.contains("trained the learned prior"), "{err}");
     // Not again without -f.
     assert_fails(&vqz(&args, d), "already exists");
-    for model in ["classes.safetensors", "learned.safetensors"] {
+
+    // Further training of the learned model's network, its indices priced
+    // by its own prior, then a new learned prior.
+    let mut args = vec![
+        "train",
+        "--from",
+        "learned.safetensors",
+        "--data",
+        data,
+        "--out",
+        "tuned.safetensors",
+        "--restart-every",
+        "0",
+        "--prior-rounds",
+        "0",
+    ];
+    args.extend_from_slice(&tiny[10..]);
+    args.extend_from_slice(&small_prior);
+    let out = vqz(&args, d);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("epoch 1/1"), "{err}");
+    assert!(err.contains("trained the learned prior"), "{err}");
+
+    let models = [
+        "classes.safetensors",
+        "learned.safetensors",
+        "tuned.safetensors",
+    ];
+    for model in models {
         let out = vqz(
             &["compress", "7.png", "--model", model, "-o", "7.vqz", "-f"],
             d,
@@ -274,55 +303,13 @@ fn train_fits_a_learned_prior_and_refits_an_existing_model() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The refit wrote a model of its own (another prior, another id).
-    let a = std::fs::read(d.join("classes.safetensors")).unwrap();
-    let b = std::fs::read(d.join("learned.safetensors")).unwrap();
-    assert_ne!(a, b);
-
-    // Further training of the learned model's network, its indices priced
-    // by its own prior, then a new learned prior; the result compresses.
-    let mut args = vec![
-        "train",
-        "--from",
-        "learned.safetensors",
-        "--data",
-        data,
-        "--out",
-        "tuned.safetensors",
-        "--validation",
-        "64",
-        "--limit",
-        "256",
-        "--epochs",
-        "1",
-        "--restart-every",
-        "0",
-        "--prior-rounds",
-        "0",
-    ];
-    args.extend_from_slice(&small_prior);
-    let out = vqz(&args, d);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("epoch 1/1"), "{err}");
-    assert!(err.contains("trained the learned prior"), "{err}");
-    let out = vqz(
-        &[
-            "compress",
-            "7.png",
-            "--model",
-            "tuned.safetensors",
-            "-o",
-            "7.vqz",
-            "-f",
-        ],
-        d,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Each run wrote a model of its own (another prior or network, another id).
+    let files: Vec<Vec<u8>> = models
+        .iter()
+        .map(|m| std::fs::read(d.join(m)).unwrap())
+        .collect();
+    assert_ne!(files[0], files[1]);
+    assert_ne!(files[1], files[2]);
 }
 
 #[test]
