@@ -21,6 +21,7 @@ mod stream;
 
 pub use batch::EncodedFrame;
 pub(crate) use batch::quantize_with_prior;
+pub(crate) use model::check_prior;
 pub use model::{DEFAULT_MODEL_BYTES, Model, PASS_FLOATS, hex};
 pub use pixels::{Conversion, mse, psnr_db, psnr_db_from_mse, to_supported};
 pub use refine::DEFAULT_REFINE_STEPS;

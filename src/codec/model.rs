@@ -170,7 +170,8 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn check_prior(config: &ModelConfig, prior: &Prior) -> Result<(), CodecError> {
+/// Checks that `prior` codes the stages and codebooks of `config`.
+pub(crate) fn check_prior(config: &ModelConfig, prior: &Prior) -> Result<(), CodecError> {
     if usize::from(prior.num_stages()) != config.stages {
         return Err(CodecError::BadModel(format!(
             "the prior models {} stages, the network has {}",

@@ -106,33 +106,19 @@ impl VqVae {
         stages: usize,
         penalties: Option<&[Tensor]>,
     ) -> Result<Quantized> {
-        let mut residual = z.clone();
-        let mut indices = Vec::with_capacity(stages);
-        let mut residuals = Vec::with_capacity(stages);
-        let mut vectors = Vec::with_capacity(stages);
-        for (s, codebook) in self.codebooks.iter().enumerate().take(stages) {
-            let mut dist = squared_distances(&residual.detach(), codebook.as_tensor())?;
+        self.quantize_by(z, stages, |s, residual, codebook| {
+            let mut dist = squared_distances(&residual.detach(), codebook)?;
             if let Some(p) = penalties.and_then(|p| p.get(s)) {
                 dist = dist.broadcast_add(p)?;
             }
-            let idx = dist.argmin(D::Minus1)?;
-            let q = codebook.as_tensor().index_select(&idx, 0)?;
-            residuals.push(residual.clone());
-            residual = (residual - q.detach())?;
-            indices.push(idx);
-            vectors.push(q);
-        }
-        Ok(Quantized {
-            indices,
-            residuals,
-            vectors,
+            dist.argmin(D::Minus1)
         })
     }
 
     /// [`VqVae::quantize_penalized`] with the indices already chosen, one
     /// `(n,)` u32 tensor per stage (by the codec's own quantiser, say): the
     /// residuals and vectors they give, with gradient to the codebooks.
-    pub fn quantize_given(&self, z: &Tensor, indices: Vec<Tensor>) -> Result<Quantized> {
+    pub fn quantize_given(&self, z: &Tensor, indices: &[Tensor]) -> Result<Quantized> {
         if indices.len() > self.codebooks.len() {
             candle_core::bail!(
                 "{} quantiser stages given, the model has {}",
@@ -140,13 +126,27 @@ impl VqVae {
                 self.codebooks.len()
             );
         }
+        self.quantize_by(z, indices.len(), |s, _, _| Ok(indices[s].clone()))
+    }
+
+    /// Residual quantisation of `z` over the first `stages` codebooks, where
+    /// `pick(s, residual, codebook)` gives stage `s`'s indices `(n,)`.
+    fn quantize_by(
+        &self,
+        z: &Tensor,
+        stages: usize,
+        mut pick: impl FnMut(usize, &Tensor, &Tensor) -> Result<Tensor>,
+    ) -> Result<Quantized> {
         let mut residual = z.clone();
-        let mut residuals = Vec::with_capacity(indices.len());
-        let mut vectors = Vec::with_capacity(indices.len());
-        for (codebook, idx) in self.codebooks.iter().zip(&indices) {
-            let q = codebook.as_tensor().index_select(idx, 0)?;
+        let mut indices = Vec::with_capacity(stages);
+        let mut residuals = Vec::with_capacity(stages);
+        let mut vectors = Vec::with_capacity(stages);
+        for (s, codebook) in self.codebooks.iter().enumerate().take(stages) {
+            let idx = pick(s, &residual, codebook.as_tensor())?;
+            let q = codebook.as_tensor().index_select(&idx, 0)?;
             residuals.push(residual.clone());
             residual = (residual - q.detach())?;
+            indices.push(idx);
             vectors.push(q);
         }
         Ok(Quantized {

@@ -211,22 +211,14 @@ struct ContextRate {
 }
 
 impl ContextRate {
-    /// Per stage, the `(b * gh * gw,)` indices the codec picks for latents
+    /// The indices `(b, stages, gh, gw)` (u32) the codec picks for latents
     /// `z` `(b, gh, gw, D)` of `net`.
-    fn choose(&self, net: &VqVae, z: &Tensor, stages: usize) -> Result<Vec<Tensor>, TrainError> {
+    fn choose(&self, net: &VqVae, z: &Tensor, stages: usize) -> Result<Tensor, TrainError> {
         let (b, gh, gw, _) = z.dims4()?;
-        let cells = gh * gw;
         let lengths = self.prior.code_lengths();
+        // In network order (image, stage, cell): the tensor's own layout.
         let (flat, _) = codec::quantize_with_prior(net, &self.rate_weights, &lengths, z, stages)?;
-        // `flat` is in network order (image, stage, cell).
-        (0..stages)
-            .map(|s| {
-                let v: Vec<u32> = (0..b)
-                    .flat_map(|i| flat[(i * stages + s) * cells..][..cells].iter().copied())
-                    .collect();
-                Ok(Tensor::from_vec(v, b * cells, &Device::Cpu)?)
-            })
-            .collect()
+        Ok(Tensor::from_vec(flat, (b, stages, gh, gw), &Device::Cpu)?)
     }
 }
 
@@ -349,13 +341,7 @@ impl Trainer {
     /// learns from the indices its files will hold, priced as they will be.
     /// The prior stays fixed: fit a new one to the trained network after.
     pub fn price_with(&mut self, prior: Prior, rate_weights: Vec<f32>) -> Result<(), TrainError> {
-        if usize::from(prior.num_stages()) < self.config.stages {
-            return Err(TrainError::BadData(format!(
-                "the prior has {} stages, the model {}",
-                prior.num_stages(),
-                self.config.stages
-            )));
-        }
+        codec::check_prior(&self.config, &prior)?;
         self.context_rate = Some(ContextRate {
             prior,
             rate_weights,
@@ -580,8 +566,11 @@ impl Trainer {
         let zf = z.reshape((n, d))?;
         let q = match &self.context_rate {
             Some(c) => {
-                let indices = c.choose(&self.model, &z.detach(), cfg.stages)?;
-                self.model.quantize_given(&zf, indices)?
+                let grid = c.choose(&self.model, &z.detach(), cfg.stages)?;
+                let indices = (0..cfg.stages)
+                    .map(|s| grid.narrow(1, s, 1)?.flatten_all())
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                self.model.quantize_given(&zf, &indices)?
             }
             None => {
                 let penalties = self.penalties()?;
@@ -836,13 +825,7 @@ impl Trainer {
             let validation = match &self.context_rate {
                 Some(c) => evaluate_choosing(&self.model, data, &val_ids, &|x| {
                     let z = self.model.encode_latents(x)?;
-                    let (b, gh, gw, _) = z.dims4()?;
-                    let per_stage = c.choose(&self.model, &z, self.config.stages)?;
-                    let per_stage: Vec<Tensor> = per_stage
-                        .iter()
-                        .map(|i| i.reshape((b, 1, gh, gw)))
-                        .collect::<candle_core::Result<_>>()?;
-                    Ok(Tensor::cat(&per_stage, 1)?)
+                    c.choose(&self.model, &z, self.config.stages)
                 })?,
                 None => evaluate(&self.model, data, &val_ids, self.penalties()?.as_deref())?,
             };
