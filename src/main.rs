@@ -45,7 +45,20 @@ enum Command {
     Bench(cli_bench::BenchArgs),
 }
 
+/// Lets a closed pipe end the process quietly, as it ends `cat` or `grep`:
+/// `vqz info f.vqz | head -1` must not report a failed write (Rust ignores
+/// SIGPIPE by default, so every later print would fail).
+fn die_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; it only
+    // puts back the default disposition of SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    die_quietly_on_closed_pipe();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Compress(args) => cli_codec::compress(args),

@@ -115,6 +115,26 @@ fn stdout_and_stdin() {
     assert!(res.stdout.starts_with(b"\x89PNG"));
 }
 
+/// A reader that goes away (`vqz info f.vqz | head -1`) ends vqz quietly,
+/// as it ends `cat`: no panic, no error message.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_vqz"))
+        .args(["info", &testdata("golden/codec/7.vqz").to_string_lossy()])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "stderr: {err}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}
+
 #[test]
 fn an_idx_file_round_trips_through_one_stream() {
     let dir = tempfile::tempdir().unwrap();
