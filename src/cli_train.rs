@@ -7,9 +7,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::write_atomic;
-use vqz::codec::Model;
+use vqz::codec::{Model, hex};
 use vqz::entropy::{PRIOR_VERSION, Prior};
-use vqz::model::{ModelConfig, ModelFile};
+use vqz::model::{ModelConfig, ModelFile, model_sha256};
 use vqz::train::learned_prior::{LearnedPriorOptions, train_learned_prior};
 use vqz::train::prior::{
     PriorOptions, PriorReport, encode_dataset, encode_dataset_with_codec, fit_and_report,
@@ -37,7 +37,9 @@ pub struct TrainArgs {
     /// training index as its codec does: priced by the file's own prior in
     /// context, with its rate weights. The model's shape comes from the
     /// file; a new prior is fitted after. With --resume, the checkpoint's
-    /// weights are used and the file gives the prior and rate weights.
+    /// weights are used and the file gives the prior and rate weights: it
+    /// must be the file the checkpoint's run was given (checkpoints record
+    /// it), and a checkpoint of a run without --from resumes without it.
     #[arg(long, value_name = "MODEL", conflicts_with = "prior_only")]
     from: Option<PathBuf>,
     #[arg(long, default_value_t = 10)]
@@ -265,7 +267,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 .with_context(|| format!("{} has no prior", path.display()))?;
             let prior = Prior::from_bytes(prior)
                 .with_context(|| format!("loading the prior of {}", path.display()))?;
-            Some((file, prior))
+            Some((file, prior, hex(&model_sha256(&bytes))))
         }
         None => None,
     };
@@ -275,13 +277,33 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let ckpt = Checkpoint::from_bytes(&bytes)
                 .with_context(|| format!("loading checkpoint {}", path.display()))?;
+            // The run's index choice must be the checkpoint's.
+            let given = source.as_ref().map(|(_, _, sha)| sha);
+            match (&ckpt.priced_by, given) {
+                (Some(want), None) => bail!(
+                    "{} is a checkpoint of a --from run (model SHA-256 {}…); resume it with --from and that model",
+                    path.display(),
+                    want.get(..16).unwrap_or(want)
+                ),
+                (Some(want), Some(got)) if want != got => bail!(
+                    "{} is a checkpoint of a --from run on the model with SHA-256 {}…, not on --from's ({}…)",
+                    path.display(),
+                    want.get(..16).unwrap_or(want),
+                    &got[..16]
+                ),
+                (None, Some(_)) => bail!(
+                    "{} is a checkpoint of a run without --from; resume it without --from",
+                    path.display()
+                ),
+                _ => {}
+            }
             eprintln!(
                 "resuming after epoch {} (step {})",
                 ckpt.epochs_done, ckpt.step
             );
             Trainer::resume(ckpt, options)?
         }
-        (None, Some((file, _))) => Trainer::from_model(file, options)?,
+        (None, Some((file, _, _))) => Trainer::from_model(file, options)?,
         (None, None) => {
             let config = ModelConfig {
                 codebook_size: a.codebook_size,
@@ -294,7 +316,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Trainer::new(config, options)?
         }
     };
-    if let Some((file, prior)) = &source {
+    if let Some((file, prior, sha)) = &source {
         if file.config != *trainer.config() {
             bail!(
                 "the checkpoint's model ({}) is not the shape of --from's ({})",
@@ -302,7 +324,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 file.config.to_text()
             );
         }
-        trainer.price_with(prior.clone(), file.rate_weights.clone())?;
+        trainer.price_with(prior.clone(), file.rate_weights.clone(), sha.clone())?;
     }
     eprintln!(
         "training on {} images of {}x{} ({} parameters, config {})",
@@ -316,7 +338,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     trainer.run(&data, Some(&checkpoint_path), &mut Progress { bar: None })?;
     eprintln!("training took {:.0} s", start.elapsed().as_secs_f64());
     let (train_ids, val_ids) = trainer.split(&data)?;
-    if let Some((file, _)) = source {
+    if let Some((file, _, _)) = source {
         // The network moved under the file's prior: fit a new one to it.
         let mut file = ModelFile {
             name: a.name.clone().unwrap_or(file.name),

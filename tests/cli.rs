@@ -289,6 +289,34 @@ fn train_fits_a_learned_prior_and_refits_an_existing_model() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("epoch 1/1"), "{err}");
     assert!(err.contains("trained the learned prior"), "{err}");
+    // Its checkpoint resumes only with the same --from model.
+    let resume = |ckpt: &str, from: Option<&str>| {
+        let mut a = vec![
+            "train",
+            "--resume",
+            ckpt,
+            "--data",
+            data,
+            "--out",
+            "resumed.safetensors",
+        ];
+        if let Some(m) = from {
+            a.extend_from_slice(&["--from", m]);
+        }
+        vqz(&a, d)
+    };
+    let tuned = "tuned.safetensors.ckpt";
+    assert_fails(&resume(tuned, None), "resume it with --from and that model");
+    assert_fails(
+        &resume(tuned, Some("classes.safetensors")),
+        "not on --from's",
+    );
+    // And a plain run's checkpoint only without.
+    assert_fails(
+        &resume("classes.safetensors.ckpt", Some("learned.safetensors")),
+        "resume it without --from",
+    );
+    assert!(!d.join("resumed.safetensors").exists());
 
     let models = [
         "classes.safetensors",

@@ -81,6 +81,7 @@ fn training_lowers_the_loss_and_resumes_exactly() {
     let after_two = rec.1.take().unwrap().1;
     let resumed_from = Checkpoint::from_bytes(&after_two).unwrap();
     assert_eq!(resumed_from.epochs_done, 2);
+    assert_eq!(resumed_from.priced_by, None, "a plain run");
     let mut b = Trainer::resume(resumed_from, options(3)).unwrap();
     b.run(&data, None, &mut rec).unwrap();
     for ((n1, v1), (n2, v2)) in t.params().iter().zip(b.params().iter()) {
@@ -361,7 +362,7 @@ fn training_can_pick_indices_as_the_codec_does() {
         ..options(2)
     };
     let mut t = Trainer::from_model(&file, opts.clone()).unwrap();
-    t.price_with(prior.clone(), file.rate_weights.clone())
+    t.price_with(prior.clone(), file.rate_weights.clone(), "test".into())
         .unwrap();
     let mut rec = Record(Vec::new(), None);
     t.run(&data, None, &mut rec).unwrap();
@@ -369,6 +370,9 @@ fn training_can_pick_indices_as_the_codec_does() {
         rec.0[1].train_mse < rec.0[0].train_mse,
         "training MSE did not fall"
     );
+    // Its checkpoints name the model whose codec picks the indices.
+    let ckpt = Checkpoint::from_bytes(&t.checkpoint().to_bytes().unwrap()).unwrap();
+    assert_eq!(ckpt.priced_by.as_deref(), Some("test"));
 
     // The validation of the run is the codec's own encoding of those images
     // with the trained network: the same indices, so the same codes in use

@@ -18,6 +18,10 @@ pub struct Checkpoint {
     pub step: u64,
     /// Extra named tensors: optimizer moments, EMA state.
     pub state: BTreeMap<String, Tensor>,
+    /// For a run that picks indices as a model file's codec does
+    /// ([`Trainer::price_with`](super::Trainer::price_with)): that file's
+    /// SHA-256, in hex. It must be given again to resume.
+    pub priced_by: Option<String>,
 }
 
 impl Checkpoint {
@@ -29,20 +33,21 @@ impl Checkpoint {
         for (n, t) in &self.state {
             tensors.insert(format!("state.{n}"), f32_bytes(t)?);
         }
-        serialize(
-            &tensors,
-            CHECKPOINT_FORMAT_LINE,
-            &[
-                ("epochs_done", self.epochs_done.to_string()),
-                ("step", self.step.to_string()),
-                ("config", self.config.to_text()),
-            ],
-        )
+        let mut lines = vec![
+            ("epochs_done", self.epochs_done.to_string()),
+            ("step", self.step.to_string()),
+            ("config", self.config.to_text()),
+        ];
+        if let Some(source) = &self.priced_by {
+            lines.push(("priced_by", source.clone()));
+        }
+        serialize(&tensors, CHECKPOINT_FORMAT_LINE, &lines)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
         let (st, lines) = parse(bytes, CHECKPOINT_FORMAT_LINE)?;
         let (mut epochs_done, mut step, mut config) = (None, None, None);
+        let mut priced_by = None;
         for (k, v) in &lines {
             let num = |v: &str| {
                 v.parse::<u64>()
@@ -52,6 +57,7 @@ impl Checkpoint {
                 "epochs_done" => epochs_done = Some(num(v)? as usize),
                 "step" => step = Some(num(v)?),
                 "config" => config = Some(ModelConfig::from_text(v)?),
+                "priced_by" => priced_by = Some(v.clone()),
                 _ => {}
             }
         }
@@ -73,6 +79,7 @@ impl Checkpoint {
             epochs_done: epochs_done.ok_or_else(|| missing("epochs_done"))?,
             step: step.ok_or_else(|| missing("step"))?,
             state,
+            priced_by,
         })
     }
 }

@@ -208,6 +208,8 @@ pub struct Trainer {
 struct ContextRate {
     prior: Prior,
     rate_weights: Vec<f32>,
+    /// Names the model file they come from, for checkpoints.
+    source: String,
 }
 
 impl ContextRate {
@@ -340,11 +342,20 @@ impl Trainer {
     /// context-free code lengths of [`Trainer::penalties`]. So the network
     /// learns from the indices its files will hold, priced as they will be.
     /// The prior stays fixed: fit a new one to the trained network after.
-    pub fn price_with(&mut self, prior: Prior, rate_weights: Vec<f32>) -> Result<(), TrainError> {
+    /// `source` names the model file they come from (its SHA-256, say); the
+    /// run's checkpoints record it ([`Checkpoint::priced_by`]), so a resumed
+    /// run can be given the same file again.
+    pub fn price_with(
+        &mut self,
+        prior: Prior,
+        rate_weights: Vec<f32>,
+        source: String,
+    ) -> Result<(), TrainError> {
         codec::check_prior(&self.config, &prior)?;
         self.context_rate = Some(ContextRate {
             prior,
             rate_weights,
+            source,
         });
         Ok(())
     }
@@ -512,6 +523,7 @@ impl Trainer {
             epochs_done: self.epochs_done,
             step: self.adam.step,
             state,
+            priced_by: self.context_rate.as_ref().map(|c| c.source.clone()),
         }
     }
 
