@@ -7,11 +7,8 @@ use std::cell::RefCell;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
-use constriction::stream::model::EncoderModel;
-
-use super::PRECISION;
 use super::learned::{Coded, Place, Scratch, features};
-use super::prior::{Prior, PriorModel, Table};
+use super::prior::{Prior, PriorModel, bit_lengths};
 
 /// Code lengths (`-log2 p` of every symbol) under a prior: computed table by
 /// table on first use for a class-context prior, position by position for a
@@ -22,19 +19,6 @@ pub struct CodeLengths<'p> {
     /// fallback.
     cache: Vec<Vec<OnceLock<Box<[f32]>>>>,
     num_symbols: Vec<u16>,
-}
-
-fn lengths(table: &Table) -> Box<[f32]> {
-    let scale = (PRECISION as f32).exp2();
-    (0..table.num_symbols)
-        .map(|s| {
-            let p = table
-                .model
-                .left_cumulative_and_probability(table.rotate(s))
-                .map_or(1, |(_, p)| p.get());
-            -(p as f32 / scale).log2()
-        })
-        .collect()
 }
 
 thread_local! {
@@ -136,7 +120,10 @@ impl CodeLengths<'_> {
                 };
                 let table = sp.tables.get(slot).unwrap_or(&sp.fallback);
                 Some(Lengths(LengthsInner::Borrowed(
-                    self.cache.get(s)?.get(slot)?.get_or_init(|| lengths(table)),
+                    self.cache
+                        .get(s)?
+                        .get(slot)?
+                        .get_or_init(|| bit_lengths(table)),
                 )))
             }
             PriorModel::Learned(stages) => {

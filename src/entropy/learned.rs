@@ -17,7 +17,7 @@ use multiversion::multiversion;
 use super::PRECISION;
 use super::error::{EntropyError, Result};
 use super::grid::IndexGrid;
-use super::prior::{Cursor, Table, bad, freq, table_from_freqs};
+use super::prior::{Cursor, Table, bad, bit_lengths, table_from_freqs};
 use crate::format::varint;
 
 /// `round(2^31 * 2^(-j/16))` for `j = 0..16` (spec section 8.2).
@@ -174,14 +174,9 @@ pub(crate) struct Coded {
 }
 
 impl Coded {
-    /// `16 - log2 f` of every symbol: the bits it costs here.
+    /// The bits every symbol costs here.
     pub(crate) fn lengths(&self) -> &[f32] {
-        self.lengths.get_or_init(|| {
-            let scale = PRECISION as f32;
-            (0..self.table.num_symbols)
-                .map(|k| scale - (freq(&self.table, k) as f32).log2())
-                .collect()
-        })
+        self.lengths.get_or_init(|| bit_lengths(&self.table))
     }
 }
 

@@ -110,6 +110,16 @@ pub(crate) fn freq(table: &Table, symbol: u16) -> u32 {
         .map_or(0, |(_, p)| p.get())
 }
 
+/// The bits every symbol of `table` costs, `-log2(f / 2^PRECISION)`: the
+/// code lengths the encoder's rate-distortion choices see, under either
+/// kind of prior.
+pub(crate) fn bit_lengths(table: &Table) -> Box<[f32]> {
+    let scale = (PRECISION as f32).exp2();
+    (0..table.num_symbols)
+        .map(|k| -(freq(table, k).max(1) as f32 / scale).log2())
+        .collect()
+}
+
 /// How one stage's indices fall into classes, which make up contexts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Classes {
