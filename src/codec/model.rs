@@ -111,8 +111,8 @@ impl Model {
 
     /// Pixels (planes x width x height, padded to the latent grid) the
     /// codec sends through this model's network in one pass, so that a
-    /// pass holds about [`PASS_FLOATS`] activation floats: 150,468 for the
-    /// shipped model (191 digits), fewer for a wider one.
+    /// pass holds about [`PASS_FLOATS`] activation floats: 103,883 for the
+    /// shipped model (132 digits), more for a narrower one.
     /// Smaller images are batched up to it; a larger image goes through in
     /// overlapping tiles, to the same result.
     pub fn pass_pixels(&self) -> usize {
