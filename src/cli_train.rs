@@ -279,17 +279,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 .with_context(|| format!("loading checkpoint {}", path.display()))?;
             // The run's index choice must be the checkpoint's.
             let given = source.as_ref().map(|(_, _, sha)| sha);
+            let short = |sha: &str| sha.get(..16).unwrap_or(sha).to_string();
             match (&ckpt.priced_by, given) {
                 (Some(want), None) => bail!(
                     "{} is a checkpoint of a --from run (model SHA-256 {}…); resume it with --from and that model",
                     path.display(),
-                    want.get(..16).unwrap_or(want)
+                    short(want)
                 ),
                 (Some(want), Some(got)) if want != got => bail!(
                     "{} is a checkpoint of a --from run on the model with SHA-256 {}…, not on --from's ({}…)",
                     path.display(),
-                    want.get(..16).unwrap_or(want),
-                    &got[..16]
+                    short(want),
+                    short(got)
                 ),
                 (None, Some(_)) => bail!(
                     "{} is a checkpoint of a run without --from; resume it without --from",
