@@ -3,11 +3,11 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::write_atomic;
-use vqz::bench::{self, BenchOptions, Progress};
+use vqz::bench::{self, BenchOptions, BenchRun, Progress};
 use vqz::codec::{DEFAULT_REFINE_STEPS, Model};
 use vqz::train::Dataset;
 
@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// Folder for bench.md, bench.csv, rd.svg and contact.png (speed.md with --speed).
     #[arg(long, value_name = "DIR", default_value = "bench-out")]
     out: PathBuf,
+    /// Overwrite the report files of an earlier run in the output folder.
+    #[arg(short, long)]
+    force: bool,
     /// Model file to use instead of the built-in MNIST model.
     #[arg(long, value_name = "PATH")]
     model: Option<PathBuf>,
@@ -76,6 +79,16 @@ fn bar() -> Bar {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    // Refuse up front, not after a run of many minutes.
+    let names: &[&str] = if a.speed {
+        &["speed.md"]
+    } else {
+        &BenchRun::FILES
+    };
+    let earlier = names.iter().map(|n| a.out.join(n)).find(|p| p.exists());
+    if let Some(p) = earlier.filter(|_| !a.force) {
+        bail!("{} already exists (use -f to overwrite)", p.display());
+    }
     let data_path = a
         .data
         .clone()
@@ -117,7 +130,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         print!("{md}");
         std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
         let path = a.out.join("speed.md");
-        write_atomic(&path, md.as_bytes(), true)
+        write_atomic(&path, md.as_bytes(), a.force)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("vqz bench: wrote {}", path.display());
         return Ok(());
@@ -142,7 +155,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     print!("{}", result.report.to_markdown());
     result.write_to(&a.out)?;
     eprintln!(
-        "vqz bench: wrote bench.md, bench.csv, rd.svg and contact.png to {}",
+        "vqz bench: wrote {} to {}",
+        BenchRun::FILES.join(", "),
         a.out.display()
     );
     Ok(())

@@ -103,9 +103,29 @@ pub struct DecompressArgs {
     #[arg(long)]
     idx: bool,
     #[command(flatten)]
+    limits: DecodeLimitArgs,
+    #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
     out: OutputArgs,
+}
+
+/// How much a stream may decode to.
+#[derive(Args, Clone)]
+pub struct DecodeLimitArgs {
+    /// Stop with an error once the stream's images hold more than N samples
+    /// (pixels x channels, all images together): a few bytes can declare a
+    /// large image. Raise it for large trusted streams.
+    #[arg(long, value_name = "N", default_value_t = codec::DEFAULT_MAX_STREAM_SAMPLES)]
+    max_samples: u64,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    inspect: InspectArgs,
+    #[command(flatten)]
+    limits: DecodeLimitArgs,
 }
 
 #[derive(Args)]
@@ -201,6 +221,34 @@ fn write_output(dest: &Path, bytes: &[u8], force: bool) -> Result<()> {
     write_atomic(dest, bytes, force).with_context(|| format!("writing {}", dest.display()))
 }
 
+/// Whether `a` and `b` name the same existing file (through links or
+/// different spellings).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Refuses an output that is one of the inputs: even with `-f` it would
+/// replace the input, and `--rm` would then delete the only copy.
+fn check_not_an_input(dest: &Path, inputs: &[PathBuf]) -> Result<()> {
+    if dest == Path::new("-") {
+        return Ok(());
+    }
+    if let Some(p) = inputs
+        .iter()
+        .find(|p| p.as_os_str() != "-" && same_file(p, dest))
+    {
+        bail!(
+            "the output {} is the input {}: name another output with -o",
+            dest.display(),
+            p.display()
+        );
+    }
+    Ok(())
+}
+
 fn remove_inputs(inputs: &[PathBuf], out: &OutputArgs) -> Result<()> {
     if out.rm {
         for p in inputs.iter().filter(|p| p.as_os_str() != "-") {
@@ -235,6 +283,7 @@ pub fn compress(a: CompressArgs) -> Result<()> {
         }
         (None, false) => bail!("several inputs go into one stream: name it with -o FILE"),
     };
+    check_not_an_input(&dest, &a.inputs)?;
     if dest != Path::new("-") && dest.exists() && !a.out.force {
         bail!("{} already exists (use -f to overwrite)", dest.display());
     }
@@ -343,7 +392,9 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         );
     }
     let name = a.input.display().to_string();
-    let mut dec = Decoder::new(&bytes[..], &[&model]).with_context(|| name.clone())?;
+    let mut dec = Decoder::new(&bytes[..], &[&model])
+        .with_context(|| name.clone())?
+        .with_max_samples(a.limits.max_samples);
     let mut images = Vec::new();
     let mut failure = None;
     let bar = progress(0, a.out.quiet);
@@ -370,6 +421,8 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         _ if to_stdout => PathBuf::from("-"),
         _ => default_decompressed_name(&a.input, several, a.idx),
     };
+    let input = std::slice::from_ref(&a.input);
+    check_not_an_input(&dest, input)?;
     if !images.is_empty() {
         if a.idx {
             let first = &images[0].image;
@@ -405,6 +458,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
                 .max(6);
             for d in &images {
                 let p = dest.join(format!("{:0digits$}.png", d.number));
+                check_not_an_input(&p, input)?;
                 write_atomic(&p, &png_bytes(&d.image)?, a.out.force)
                     .with_context(|| format!("writing {}", p.display()))?;
             }
@@ -425,7 +479,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     if images.is_empty() {
         bail!("{name} holds no image");
     }
-    remove_inputs(std::slice::from_ref(&a.input), &a.out)?;
+    remove_inputs(input, &a.out)?;
     if !a.out.quiet && dest != Path::new("-") {
         eprintln!(
             "{name} -> {}: {} image{}",
@@ -522,12 +576,15 @@ pub fn info(a: InspectArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn verify(a: InspectArgs) -> Result<()> {
+pub fn verify(v: VerifyArgs) -> Result<()> {
     let start = Instant::now();
+    let a = v.inspect;
     let name = a.input.display().to_string();
     let model = a.model.load()?;
     let bytes = read_input(&a.input)?;
-    let mut dec = Decoder::new(&bytes[..], &[&model]).with_context(|| name.clone())?;
+    let mut dec = Decoder::new(&bytes[..], &[&model])
+        .with_context(|| name.clone())?
+        .with_max_samples(v.limits.max_samples);
     let mut count = 0u64;
     loop {
         match dec.next_batch(1024) {

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::write_atomic;
 use vqz::codec::{Model, hex};
 use vqz::entropy::{PRIOR_VERSION, Prior};
-use vqz::model::{ModelConfig, ModelFile, model_sha256};
+use vqz::model::{ModelConfig, ModelFile, model_sha256, read_model_file};
 use vqz::train::learned_prior::{LearnedPriorOptions, train_learned_prior};
 use vqz::train::prior::{
     PriorOptions, PriorReport, encode_dataset, encode_dataset_with_codec, fit_and_report,
@@ -129,7 +129,7 @@ pub struct TrainArgs {
     /// (no network training; the model's shape comes from the file).
     #[arg(long, value_name = "MODEL")]
     prior_only: Option<PathBuf>,
-    /// Overwrite OUT if it exists.
+    /// Overwrite OUT and the checkpoint if they exist.
     #[arg(short, long)]
     force: bool,
 }
@@ -247,6 +247,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         p.push(".ckpt");
         PathBuf::from(p)
     });
+    check_checkpoint_path(&a, &checkpoint_path)?;
     let source = match &a.from {
         Some(_) if a.prior == PriorKind::Classes && a.prior_rounds == 0 => {
             bail!(
@@ -258,7 +259,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         Some(path) => {
             let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                read_model_file(path).with_context(|| format!("reading {}", path.display()))?;
             let file = ModelFile::from_bytes(&bytes)
                 .with_context(|| format!("loading {}", path.display()))?;
             let prior = file
@@ -448,9 +449,49 @@ fn fit_priors(
     Ok(())
 }
 
+/// Whether two paths name the same file: the same existing file, or the
+/// same spelling for one that does not exist yet.
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The checkpoint is rewritten every epoch: it must not be one of the run's
+/// other files, nor an existing file the user did not offer (`-f`, or the
+/// checkpoint being resumed).
+fn check_checkpoint_path(a: &TrainArgs, checkpoint: &Path) -> Result<()> {
+    let others = [
+        ("--out", Some(&a.out)),
+        ("--data", Some(&a.data)),
+        ("--from", a.from.as_ref()),
+    ];
+    for (flag, path) in others {
+        if let Some(p) = path.filter(|p| same_path(p, checkpoint)) {
+            bail!(
+                "the checkpoint {} would overwrite {flag} {}; name another with --checkpoint",
+                checkpoint.display(),
+                p.display()
+            );
+        }
+    }
+    let resumed = a
+        .resume
+        .as_deref()
+        .is_some_and(|r| same_path(r, checkpoint));
+    if checkpoint.exists() && !a.force && !resumed {
+        bail!(
+            "the checkpoint {} already exists; use -f to overwrite it, or --resume it",
+            checkpoint.display()
+        );
+    }
+    Ok(())
+}
+
 /// `--prior-only`: a new prior for an existing model's network.
 fn refit_only(a: &TrainArgs, path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_model_file(path).with_context(|| format!("reading {}", path.display()))?;
     let mut file =
         ModelFile::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
     if let Some(name) = &a.name {

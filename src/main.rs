@@ -36,7 +36,7 @@ enum Command {
     /// Describe a .vqz file: version, model, frames.
     Info(cli_codec::InspectArgs),
     /// Check every CRC and decode every frame of a .vqz file.
-    Verify(cli_codec::InspectArgs),
+    Verify(cli_codec::VerifyArgs),
     /// Measure a model on a set of images: quality, codebook usage and bits per level.
     Evaluate(cli_evaluate::EvaluateArgs),
     /// Train a model on an IDX file (plain or .gz) or a folder of PNG images.

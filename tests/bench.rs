@@ -21,7 +21,7 @@ fn bench_reports_every_codec_and_writes_its_files() {
     let model = Model::default_model().unwrap();
     let data = digits(20);
     let options = BenchOptions {
-        repeats: 1,
+        repeats: 2,
         external: false,
         contact_images: 4,
         ..BenchOptions::default()

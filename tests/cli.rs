@@ -95,6 +95,78 @@ fn never_clobbers_without_force_and_rm_removes_input() {
 }
 
 #[test]
+fn an_output_that_is_the_input_is_refused_even_with_force() {
+    let dir = setup();
+    let d = dir.path();
+    let original = std::fs::read(d.join("7.png")).unwrap();
+    // Writing over the input, then --rm, would leave nothing.
+    for args in [
+        &["compress", "7.png", "-o", "7.png", "-f", "--rm"][..],
+        &["compress", "7.png", "-o", "./7.png", "-f"][..],
+    ] {
+        assert_fails(&vqz(args, d), "is the input");
+        assert_eq!(std::fs::read(d.join("7.png")).unwrap(), original);
+    }
+    // A .vqz file whose name ends in .png decompresses by default to its
+    // own name.
+    assert!(
+        vqz(&["compress", "7.png", "-o", "x.png"], d)
+            .status
+            .success()
+    );
+    let stream = std::fs::read(d.join("x.png")).unwrap();
+    assert_fails(
+        &vqz(&["decompress", "x.png", "-f", "--rm"], d),
+        "is the input",
+    );
+    assert_eq!(std::fs::read(d.join("x.png")).unwrap(), stream);
+}
+
+#[test]
+fn decoding_stops_at_the_sample_budget() {
+    let dir = setup();
+    let d = dir.path();
+    assert!(vqz(&["compress", "7.png"], d).status.success());
+    // 28x28 = 784 samples.
+    for args in [
+        &[
+            "decompress",
+            "7.png.vqz",
+            "-o",
+            "back.png",
+            "--max-samples",
+            "783",
+        ][..],
+        &["verify", "7.png.vqz", "--max-samples", "783"][..],
+    ] {
+        assert_fails(&vqz(args, d), "exceed 783 samples");
+    }
+    assert!(!d.join("back.png").exists());
+    assert!(
+        vqz(&["verify", "7.png.vqz", "--max-samples", "784"], d)
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn bench_refuses_to_overwrite_an_earlier_report_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("o")).unwrap();
+    for (name, speed) in [("rd.svg", false), ("speed.md", true)] {
+        std::fs::write(d.join("o").join(name), b"earlier").unwrap();
+        let data = testdata("t10k-images-idx3-ubyte.gz");
+        let mut args = vec!["bench", "--out", "o", "--data", data.to_str().unwrap()];
+        if speed {
+            args.push("--speed");
+        }
+        assert_fails(&vqz(&args, d), "already exists (use -f");
+        assert_eq!(std::fs::read(d.join("o").join(name)).unwrap(), b"earlier");
+    }
+}
+
+#[test]
 fn stdout_and_stdin() {
     let dir = setup();
     let d = dir.path();
@@ -195,6 +267,21 @@ fn train_refuses_options_that_cannot_work() {
     assert_fails(
         &train(&[&from[..], &["--prior", "classes", "--prior-rounds", "0"]].concat()),
         "--prior-rounds 1 or more",
+    );
+    // The checkpoint, rewritten every epoch, never replaces a file unasked.
+    assert_fails(
+        &train(&["--checkpoint", "m.safetensors"]),
+        "would overwrite --out",
+    );
+    assert_fails(&train(&["--checkpoint", data]), "would overwrite --data");
+    std::fs::write(d.join("m.safetensors.ckpt"), b"precious").unwrap();
+    assert_fails(
+        &train(&[]),
+        "already exists; use -f to overwrite it, or --resume",
+    );
+    assert_eq!(
+        std::fs::read(d.join("m.safetensors.ckpt")).unwrap(),
+        b"precious"
     );
     assert!(!d.join("m.safetensors").exists());
 }

@@ -495,6 +495,108 @@ fn decoder_batches_are_bounded_by_decoded_size_not_frame_count() {
     assert_eq!(sizes, [vec![28, 1024], vec![28, 1024], vec![28]]);
 }
 
+/// The decoder stops once a stream's images would exceed its sample
+/// budget, before decoding the frame that crosses it, and after returning
+/// every frame before that one.
+#[test]
+fn a_stream_over_the_sample_budget_stops_at_the_frame_that_crosses_it() {
+    use vqz::format::{CodingMode, FileIndex, Geometry, Writer};
+    let model = Model::default_model().unwrap();
+    let digit = digits(1).remove(0);
+    let one = codec::compress(&model, &digit, &level(1)).unwrap();
+    let index = FileIndex::from_bytes(&one).unwrap();
+    let f = index.frame(0).unwrap();
+    let big = Geometry {
+        width: 1024,
+        height: 1024,
+        channels: 1,
+    };
+    let mut w = Writer::new(Vec::new(), index.header(), None).unwrap();
+    for _ in 0..2 {
+        w.write_frame(f.header.coding_mode, 1, f.header.geometry, &f.payload)
+            .unwrap();
+        w.write_frame(CodingMode::Ans, 1, big, &[]).unwrap();
+    }
+    let bytes = w
+        .finish_with_frame(f.header.coding_mode, 1, f.header.geometry, &f.payload)
+        .unwrap();
+    // The default budget takes the whole stream.
+    let all: Vec<_> = Decoder::new(&bytes[..], &[&model])
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    // Frames 0-2 fill the budget exactly; frame 3 would cross it.
+    let budget = 2 * 28 * 28 + 1024 * 1024;
+    let mut dec = Decoder::new(&bytes[..], &[&model])
+        .unwrap()
+        .with_max_samples(budget);
+    let mut numbers = Vec::new();
+    let err = loop {
+        match dec.next_batch(1024) {
+            Ok(b) => {
+                assert!(!b.is_empty(), "ended without an error");
+                numbers.extend(b.iter().map(|d| d.number));
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(numbers, [0, 1, 2]);
+    assert!(
+        matches!(err, CodecError::SampleLimit { frame: 3, limit } if limit == budget),
+        "{err}"
+    );
+    assert!(err.to_string().contains("frame 3"), "{err}");
+    assert!(dec.next_batch(1024).unwrap().is_empty());
+}
+
+/// A frame that cannot be decoded though its CRC is right (a payload that
+/// is no coding of its grid, or a level the model lacks), in the middle of
+/// a batch: the frames before it come back, then an error that names the
+/// frame, and the stream ends there.
+#[test]
+fn a_bad_frame_inside_a_batch_keeps_the_frames_before_it_and_names_itself() {
+    use vqz::format::{CodingMode, FileIndex, Writer};
+    let model = Model::default_model().unwrap();
+    let imgs = digits(4);
+    let files: Vec<_> = imgs
+        .iter()
+        .map(|i| codec::compress(&model, i, &level(2)).unwrap())
+        .collect();
+    let index = FileIndex::from_bytes(&files[0]).unwrap();
+    // ANS payloads never start with a zero byte; the model has 6 levels.
+    let bad_frames = [(2, vec![0, 1], "payload"), (7, vec![], "levels")];
+    for (stages, bad_payload, needle) in bad_frames {
+        let mut w = Writer::new(Vec::new(), index.header(), None).unwrap();
+        for (k, file) in files.iter().enumerate() {
+            let i = FileIndex::from_bytes(file).unwrap();
+            let f = i.frame(0).unwrap();
+            if k == 2 {
+                w.write_frame(CodingMode::Ans, stages, f.header.geometry, &bad_payload)
+                    .unwrap();
+            } else {
+                w.write_frame(f.header.coding_mode, 2, f.header.geometry, &f.payload)
+                    .unwrap();
+            }
+        }
+        let bytes = w.finish().unwrap();
+        let mut dec = Decoder::new(&bytes[..], &[&model]).unwrap();
+        let good = dec.next_batch(1024).unwrap();
+        assert_eq!(good.len(), 2);
+        for (d, file) in good.iter().zip(&files) {
+            let alone = codec::decompress(file, &model).unwrap();
+            assert_eq!(d.image.as_bytes(), alone.as_bytes());
+        }
+        let err = dec.next_batch(1024).unwrap_err().to_string();
+        assert!(err.contains("frame 2") && err.contains(needle), "{err}");
+        assert!(dec.next_batch(1024).unwrap().is_empty());
+        // The same through the iterator.
+        let from_iter: Vec<_> = Decoder::new(&bytes[..], &[&model]).unwrap().collect();
+        assert_eq!(from_iter.len(), 3);
+        assert!(from_iter[2].is_err());
+    }
+}
+
 /// A 229x231 RGB image is over one network pass (three padded 232x232
 /// planes), so it goes through in tiles of three planes; each of its
 /// planes alone, as a grey image, fits in one pass. Planes are coded

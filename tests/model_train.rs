@@ -201,6 +201,23 @@ fn broken_model_files_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(s.contains("safetensors"), "{s}");
+    // The metadata, edited in place (same length, so the header still parses):
+    let edit = |from: &[u8], to: &[u8]| {
+        assert_eq!(from.len(), to.len());
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("text in the header");
+        let mut bad = bytes.clone();
+        bad[at..at + to.len()].copy_from_slice(to);
+        ModelFile::from_bytes(&bad).unwrap_err().to_string()
+    };
+    // a key twice,
+    let s = edit(b"version: 1", b"name: tiny");
+    assert!(s.contains("name twice"), "{s}");
+    // a name with a control character (a tab, escaped in the JSON text).
+    let s = edit(b"name: tiny", b"name: t\\ty");
+    assert!(s.contains("printable"), "{s}");
 }
 
 #[test]

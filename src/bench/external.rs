@@ -10,7 +10,7 @@ use image::ImageFormat;
 use rayon::prelude::*;
 
 use super::report::{Row, Timing};
-use super::{BenchError, BenchOptions, Distortion, Images, Progress, per_second};
+use super::{BenchError, BenchOptions, Distortion, Images, Progress, median, per_second};
 
 /// How to get the tools on Debian and Ubuntu.
 pub const INSTALL_HINT: &str = "apt-get install webp libavif-bin libjxl-tools";
@@ -288,9 +288,4 @@ fn measure_setting(
         median(&mut decode_rates),
         Timing::Spawned,
     ))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }

@@ -16,10 +16,15 @@ use crate::codec::{self, CompressOptions, Decoder, Encoder, Model, Quality};
 use crate::format::{FileHeader, Reader, Writer};
 
 use super::report::{Row, Timing};
-use super::{BenchError, BenchOptions, Distortion, Images, Progress, per_second, timed_median};
+use super::{BenchError, BenchOptions, Distortion, Images, Progress, median, per_second};
 
 /// Images handed to the encoder at once, as `vqz compress` does.
 const ENCODE_CHUNK: usize = 1024;
+
+/// Timed runs after the first (which covers every image and gives the sizes
+/// and PSNR) time this many images again: at a few dozen images a second,
+/// three full runs of the 10,000 test digits would take hours.
+pub const TIMING_IMAGES: usize = 1000;
 
 /// vqz's rows and the reconstructions for the contact sheet.
 pub(crate) struct Measured {
@@ -36,49 +41,54 @@ pub(crate) fn measure(
 ) -> Result<Measured, BenchError> {
     let n = images.len();
     let repeats = options.repeats.max(1);
+    let timing_n = n.min(TIMING_IMAGES);
     let mut rows = Vec::new();
     let mut contact = Vec::new();
     for level in 1..=model.max_level() {
-        progress.start(&format!("vqz level {level}"), (4 * repeats * n) as u64);
+        progress.start(
+            &format!("vqz level {level}"),
+            (4 * (n + (repeats - 1) * timing_n)) as u64,
+        );
         let opts = CompressOptions {
             quality: Quality::Level(level),
             embed_model: false,
             refine_steps: options.refine_steps,
         };
 
-        let mut stream_times = Vec::new();
-        let mut split_times = Vec::new();
-        let mut encoded = None;
-        for _ in 0..repeats {
-            let start = Instant::now();
-            let (stream, payload_bytes) = encode_stream(model, images, opts, progress)?;
-            stream_times.push(start.elapsed());
-            let start = Instant::now();
-            let files = split_stream(&stream)?;
-            split_times.push(start.elapsed());
-            progress.advance(n as u64);
-            encoded = Some((stream, payload_bytes, files));
-        }
-        let Some((stream, payload_bytes, files)) = encoded else {
-            return Err(BenchError::NoImages);
-        };
+        // The first run covers every image and gives the files to measure;
+        // further runs time the first `timing_n` images again.
+        let first = encode_and_split(model, &images.images, opts, progress)?;
+        let files = first.files;
         if files.len() != n {
             return Err(BenchError::Codec(codec::CodecError::Internal(format!(
                 "the stream holds {} frames for {n} images",
                 files.len()
             ))));
         }
-        let encode_stream_time = median(&mut stream_times);
-        let split_time = median(&mut split_times);
+        let mut stream_encode_rates = vec![per_second(n, first.encode_time)];
+        let mut file_encode_rates = vec![per_second(n, first.encode_time + first.split_time)];
+        let mut timing_stream = None;
+        for _ in 1..repeats {
+            let again = encode_and_split(model, &images.images[..timing_n], opts, progress)?;
+            stream_encode_rates.push(per_second(timing_n, again.encode_time));
+            file_encode_rates.push(per_second(timing_n, again.encode_time + again.split_time));
+            timing_stream = Some(again.stream);
+        }
 
-        let (decode_time, decoded) = timed_median(repeats, || {
+        let decode_files = |files: &[Vec<u8>]| -> Result<Vec<DynamicImage>, BenchError> {
             let out = files
                 .par_iter()
                 .map(|f| codec::decompress(f, model))
                 .collect::<Result<Vec<_>, _>>()?;
-            progress.advance(n as u64);
+            progress.advance(files.len() as u64);
             Ok(out)
-        })?;
+        };
+        let (time, decoded) = timed(|| decode_files(&files))?;
+        let mut file_decode_rates = vec![per_second(n, time)];
+        for _ in 1..repeats {
+            let (time, _) = timed(|| decode_files(&files[..timing_n]))?;
+            file_decode_rates.push(per_second(timing_n, time));
+        }
         let mut distortion = Distortion::default();
         for (i, image) in decoded.iter().enumerate() {
             distortion.add(images.pixels(i), image.to_luma8().as_raw());
@@ -89,10 +99,10 @@ pub(crate) fn measure(
             &format!("level {level}"),
             n,
             file_bytes,
-            Some(payload_bytes),
+            Some(first.payload_bytes),
             &distortion,
-            per_second(n, encode_stream_time + split_time),
-            per_second(n, decode_time),
+            median(&mut file_encode_rates),
+            median(&mut file_decode_rates),
             Timing::Batched,
         ));
         contact.push(
@@ -103,14 +113,18 @@ pub(crate) fn measure(
                 .collect(),
         );
 
-        let (stream_decode_time, from_stream) = timed_median(repeats, || {
-            let out = decode_stream(model, &stream)?;
-            progress.advance(n as u64);
+        let decode_whole = |stream: &[u8]| -> Result<Vec<DynamicImage>, BenchError> {
+            let out = decode_stream(model, stream)?;
+            progress.advance(out.len() as u64);
             Ok(out)
-        })?;
-        let mut distortion = Distortion::default();
-        for (i, image) in from_stream.iter().enumerate() {
-            distortion.add(images.pixels(i), image.to_luma8().as_raw());
+        };
+        let (time, from_stream) = timed(|| decode_whole(&first.stream))?;
+        let mut stream_decode_rates = vec![per_second(n, time)];
+        if let Some(stream) = &timing_stream {
+            for _ in 1..repeats {
+                let (time, _) = timed(|| decode_whole(stream))?;
+                stream_decode_rates.push(per_second(timing_n, time));
+            }
         }
         if from_stream.len() != n {
             return Err(BenchError::Codec(codec::CodecError::Internal(format!(
@@ -118,36 +132,70 @@ pub(crate) fn measure(
                 from_stream.len()
             ))));
         }
+        let mut distortion = Distortion::default();
+        for (i, image) in from_stream.iter().enumerate() {
+            distortion.add(images.pixels(i), image.to_luma8().as_raw());
+        }
         rows.push(Row::measured(
             "vqz stream",
             &format!("level {level}"),
             n,
-            stream.len(),
-            Some(payload_bytes),
+            first.stream.len(),
+            Some(first.payload_bytes),
             &distortion,
-            per_second(n, encode_stream_time),
-            per_second(n, stream_decode_time),
+            median(&mut stream_encode_rates),
+            median(&mut stream_decode_rates),
             Timing::Batched,
         ));
     }
     Ok(Measured { rows, contact })
 }
 
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort();
-    times.get(times.len() / 2).copied().unwrap_or_default()
+/// One timed encoding of images: the stream, its frames as files, and how
+/// long each took.
+struct Encoded {
+    stream: Vec<u8>,
+    payload_bytes: usize,
+    files: Vec<Vec<u8>>,
+    encode_time: Duration,
+    split_time: Duration,
+}
+
+fn encode_and_split(
+    model: &Model,
+    images: &[DynamicImage],
+    options: CompressOptions,
+    progress: &dyn Progress,
+) -> Result<Encoded, BenchError> {
+    let (encode_time, (stream, payload_bytes)) =
+        timed(|| encode_stream(model, images, options, progress))?;
+    let (split_time, files) = timed(|| split_stream(&stream))?;
+    progress.advance(images.len() as u64);
+    Ok(Encoded {
+        stream,
+        payload_bytes,
+        files,
+        encode_time,
+        split_time,
+    })
+}
+
+fn timed<T>(pass: impl FnOnce() -> Result<T, BenchError>) -> Result<(Duration, T), BenchError> {
+    let start = Instant::now();
+    let out = pass()?;
+    Ok((start.elapsed(), out))
 }
 
 /// All images as one stream; returns it and the sum of payload bytes.
 fn encode_stream(
     model: &Model,
-    images: &Images,
+    images: &[DynamicImage],
     options: CompressOptions,
     progress: &dyn Progress,
 ) -> Result<(Vec<u8>, usize), BenchError> {
     let mut enc = Encoder::new(Vec::new(), model, options);
     let mut payload_bytes = 0;
-    for chunk in images.images.chunks(ENCODE_CHUNK) {
+    for chunk in images.chunks(ENCODE_CHUNK) {
         for frame in enc.write_images(chunk)? {
             payload_bytes += frame.payload_bytes;
         }
@@ -201,16 +249,11 @@ mod tests {
                 }))
             })
             .collect();
-        let set = Images {
-            width: 28,
-            height: 28,
-            images: images.clone(),
-        };
         let opts = CompressOptions {
             quality: Quality::Level(2),
             ..CompressOptions::default()
         };
-        let (stream, _) = encode_stream(&model, &set, opts, &super::super::NoProgress).unwrap();
+        let (stream, _) = encode_stream(&model, &images, opts, &super::super::NoProgress).unwrap();
         let files = split_stream(&stream).unwrap();
         assert_eq!(files.len(), 5);
         for (file, image) in files.iter().zip(&images) {

@@ -129,6 +129,9 @@ pub struct BenchRun {
 }
 
 impl BenchRun {
+    /// The files [`BenchRun::write_to`] writes.
+    pub const FILES: [&'static str; 4] = ["bench.md", "bench.csv", "rd.svg", "contact.png"];
+
     /// Writes `bench.md`, `bench.csv`, `rd.svg` and `contact.png` into `dir`
     /// (created if needed), each atomically, replacing older ones.
     pub fn write_to(&self, dir: &Path) -> Result<(), BenchError> {
@@ -137,13 +140,13 @@ impl BenchRun {
             source,
         })?;
         let (markdown, csv) = (self.report.to_markdown(), self.report.to_csv());
-        let files: [(&str, &[u8]); 4] = [
-            ("bench.md", markdown.as_bytes()),
-            ("bench.csv", csv.as_bytes()),
-            ("rd.svg", self.rd_svg.as_bytes()),
-            ("contact.png", &self.contact_png),
+        let contents: [&[u8]; 4] = [
+            markdown.as_bytes(),
+            csv.as_bytes(),
+            self.rd_svg.as_bytes(),
+            &self.contact_png,
         ];
-        for (name, bytes) in files {
+        for (name, bytes) in Self::FILES.into_iter().zip(contents) {
             let path = dir.join(name);
             write_atomic(&path, bytes, true).map_err(|source| BenchError::Io {
                 what: format!("writing {}", path.display()),
@@ -248,6 +251,12 @@ pub(crate) fn timed_median<T>(
         Some(out) => Ok((median, out)),
         None => Err(BenchError::NoImages),
     }
+}
+
+/// The median of rates (0 if there are none).
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Images per second of `count` images in `elapsed`.

@@ -337,7 +337,8 @@ impl BenchReport {
              - vqz timing (batched): encoding sends the images through the network in batches \
              (as `vqz compress` does with many inputs) and writes each frame out as its own file; \
              decoding decodes each file on its own (network batch of 1), files spread over the cores. \
-             The stream row decodes the stream in batches.\n\
+             The stream row decodes the stream in batches. The first timed run covers all images, \
+             further runs the first {vqz_timing_images}.\n\
              - PNG and JPEG (image crate, in-process): one encode and one decode call per image, \
              images spread over the cores.\n\
              - WebP, AVIF, JPEG XL (process per image): the reference command-line tools, one \
@@ -345,8 +346,9 @@ impl BenchReport {
              temporary folder, as many at once as there are cores. Process start-up dominates \
              their images per second; the library would be much faster. Their first timed run \
              covers all their images, further runs the first {timing_images}.\n\
-             - Images per second are medians of the timed runs over the same images, in one process.",
+             - Images per second are medians of the timed runs (each run's images over its time), in one process.",
             timing_images = super::external::TIMING_IMAGES,
+            vqz_timing_images = super::learned::TIMING_IMAGES,
         );
         if !self.notes.is_empty() {
             s.push('\n');

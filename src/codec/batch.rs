@@ -499,20 +499,41 @@ pub(crate) fn encode_images(
 }
 
 /// Decodes frames' payloads to images.
+/// Images of frames, in order. A payload that does not decode ends the
+/// batch there: the images of the frames before it come back, with the
+/// bad frame's position in `frames` and its error.
+pub(crate) type DecodedFrames = (Vec<DynamicImage>, Option<(usize, CodecError)>);
+
 pub(crate) fn decode_frames(
     model: &Model,
     frames: &[(Geometry, u8, CodingMode, &[u8])],
     grid_stride_log2: u8,
-) -> Result<Vec<DynamicImage>, CodecError> {
-    let items = frames
+) -> Result<DecodedFrames, CodecError> {
+    let grids: Vec<Result<_, CodecError>> = frames
         .par_iter()
         .map(|&(g, stages, mode, payload)| {
             let (gw, gh) = g.grid_dims(grid_stride_log2);
             let grid = decode_grid(&model.prior, mode, payload, gw, gh, g.channels, stages)?;
             Ok((g, grid))
         })
-        .collect::<Result<Vec<_>, CodecError>>()?;
-    reconstruct(model, &items)
+        .collect();
+    let mut items = Vec::with_capacity(grids.len());
+    let mut failure = None;
+    for (k, grid) in grids.into_iter().enumerate() {
+        match grid {
+            Ok(item) => items.push(item),
+            Err(e) => {
+                failure = Some((k, e));
+                break;
+            }
+        }
+    }
+    let images = if items.is_empty() {
+        Vec::new()
+    } else {
+        reconstruct(model, &items)?
+    };
+    Ok((images, failure))
 }
 
 #[cfg(test)]

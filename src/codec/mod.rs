@@ -25,7 +25,10 @@ pub(crate) use model::check_prior;
 pub use model::{DEFAULT_MODEL_BYTES, Model, PASS_FLOATS, hex};
 pub use pixels::{Conversion, mse, psnr_db, psnr_db_from_mse, to_supported};
 pub use refine::DEFAULT_REFINE_STEPS;
-pub use stream::{DECODE_BATCH_SAMPLES, DecodedImage, Decoder, Encoder, FrameSummary, ITER_BATCH};
+pub use stream::{
+    DECODE_BATCH_SAMPLES, DEFAULT_MAX_STREAM_SAMPLES, DecodedImage, Decoder, Encoder, FrameSummary,
+    ITER_BATCH,
+};
 
 use image::DynamicImage;
 
@@ -96,6 +99,12 @@ pub enum CodecError {
     Model(#[from] ModelError),
     #[error("model: {0}")]
     BadModel(String),
+    /// The stream's images hold more samples than the decoder allows
+    /// ([`Decoder::with_max_samples`]).
+    #[error(
+        "frame {frame}: the stream's images exceed {limit} samples (pixels x channels), the decoder's limit"
+    )]
+    SampleLimit { frame: u64, limit: u64 },
     /// The stream names a model that was not supplied.
     #[error("the stream was encoded with model {needed}, which is not available (have: {}); pass the model file with --model PATH", available.join(", "))]
     UnknownModel {

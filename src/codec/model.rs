@@ -6,7 +6,9 @@ use std::path::Path;
 
 use crate::entropy::Prior;
 use crate::format::ModelId;
-use crate::model::{GRID_STRIDE, GRID_STRIDE_LOG2, ModelConfig, ModelFile, VqVae, model_sha256};
+use crate::model::{
+    GRID_STRIDE, GRID_STRIDE_LOG2, ModelConfig, ModelFile, VqVae, model_sha256, read_model_file,
+};
 
 use super::CodecError;
 
@@ -51,7 +53,7 @@ impl Model {
     /// Loads a model file from disk.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, CodecError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| CodecError::Io {
+        let bytes = read_model_file(path).map_err(|source| CodecError::Io {
             what: format!("reading model {}", path.display()),
             source,
         })?;

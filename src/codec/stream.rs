@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use image::DynamicImage;
 
 use crate::format::{FileHeader, Frame, Geometry, Reader, Writer};
+use crate::model::model_sha256;
 
 use super::batch::{EncodedFrame, decode_frames, encode_images};
 use super::model::hex;
@@ -172,6 +173,13 @@ enum ModelRef<'m> {
 /// decodes to, not by its frame count alone.
 pub const DECODE_BATCH_SAMPLES: usize = 1 << 20;
 
+/// Samples (pixels x channels) a [`Decoder`] decodes from one stream, all
+/// images together, unless told otherwise ([`Decoder::with_max_samples`]):
+/// 2^28, 256 MiB of 8-bit samples: four times the largest frame the
+/// default [`Limits`](crate::format::Limits) allow at grid stride 4 (2^22
+/// cells of 16 pixels).
+pub const DEFAULT_MAX_STREAM_SAMPLES: u64 = 1 << 28;
+
 /// Images the iterator of a [`Decoder`] decodes at a time: the network
 /// and the entropy decoder work on many frames at once far faster than on
 /// one (2.4 times faster for digits at level 3).
@@ -192,6 +200,9 @@ pub struct Decoder<'m, R: Read> {
     /// An error met after complete frames were read; reported next call.
     pending_error: Option<CodecError>,
     done: bool,
+    /// Samples of every frame read so far, and the most allowed.
+    samples_read: u64,
+    max_samples: u64,
 }
 
 impl<'m, R: Read> Decoder<'m, R> {
@@ -202,15 +213,17 @@ impl<'m, R: Read> Decoder<'m, R> {
         let want = reader.header().model_id;
         let model =
             if let Some(bytes) = reader.embedded_model() {
-                let m = Model::from_bytes(Cow::Owned(bytes.to_vec()))?;
-                if m.id() != want {
+                // The id is checked before the model is parsed (a cheap hash
+                // against building a network from untrusted bytes).
+                let sha = model_sha256(bytes);
+                if sha[..4] != want.0 {
                     return Err(CodecError::BadModel(format!(
                         "the embedded model has id {}, the stream header names {}",
-                        m.id_hex(),
+                        hex(&sha[..4]),
                         hex(&want.0)
                     )));
                 }
-                ModelRef::Embedded(Box::new(m))
+                ModelRef::Embedded(Box::new(Model::from_bytes(Cow::Owned(bytes.to_vec()))?))
             } else {
                 let m = models.iter().find(|m| m.id() == want).ok_or_else(|| {
                     CodecError::UnknownModel {
@@ -229,7 +242,20 @@ impl<'m, R: Read> Decoder<'m, R> {
             buffered: Default::default(),
             pending_error: None,
             done: false,
+            samples_read: 0,
+            max_samples: DEFAULT_MAX_STREAM_SAMPLES,
         })
+    }
+
+    /// Sets the most samples (pixels x channels, summed over the stream's
+    /// images) the decoder decodes before it stops with
+    /// [`CodecError::SampleLimit`]; [`DEFAULT_MAX_STREAM_SAMPLES`] unless set.
+    /// A frame of a few bytes can declare a large image, so this bounds what
+    /// a small hostile stream costs in memory and time; raise it for large
+    /// trusted streams.
+    pub fn with_max_samples(mut self, max_samples: u64) -> Self {
+        self.max_samples = max_samples;
+        self
     }
 
     pub fn header(&self) -> &FileHeader {
@@ -251,8 +277,10 @@ impl<'m, R: Read> Decoder<'m, R> {
 
     /// Decodes up to `max` further images, fewer once they reach
     /// [`DECODE_BATCH_SAMPLES`] samples; an empty vector at the end of a
-    /// complete stream. A stream cut short yields its complete frames, then
-    /// the error.
+    /// complete stream. The first bad frame (cut short, corrupt, or not
+    /// decodable with the model) ends the stream: the frames before it come
+    /// back first, then the error, which names the frame; after it, only
+    /// empty batches.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<DecodedImage>, CodecError> {
         if let Some(e) = self.pending_error.take() {
             self.done = true;
@@ -267,7 +295,21 @@ impl<'m, R: Read> Decoder<'m, R> {
             match self.reader.next_frame() {
                 Ok(Some(f)) => {
                     let g = f.header.geometry;
-                    samples += g.width as usize * g.height as usize * g.channels as usize;
+                    let n = g.width as usize * g.height as usize * g.channels as usize;
+                    self.samples_read = self.samples_read.saturating_add(n as u64);
+                    if self.samples_read > self.max_samples {
+                        let e = CodecError::SampleLimit {
+                            frame: f.number,
+                            limit: self.max_samples,
+                        };
+                        self.done = true;
+                        if frames.is_empty() {
+                            return Err(e);
+                        }
+                        self.pending_error = Some(e);
+                        break;
+                    }
+                    samples += n;
                     frames.push(f);
                 }
                 Ok(None) => {
@@ -285,24 +327,33 @@ impl<'m, R: Read> Decoder<'m, R> {
             }
         }
         let stride = self.reader.header().grid_stride_log2;
-        let model = self.model();
-        if stride != model.grid_stride_log2() {
+        let model_stride = self.model().grid_stride_log2();
+        if stride != model_stride {
+            self.done = true;
             return Err(CodecError::BadModel(format!(
                 "stream has a latent grid stride of {}, the model {}",
                 1u32 << stride,
-                1u32 << model.grid_stride_log2()
+                1u32 << model_stride
             )));
         }
-        for f in &frames {
-            if f.header.stages > model.max_level() {
-                return Err(CodecError::BadModel(format!(
-                    "frame {} is at level {}, the model has {} levels",
-                    f.number,
-                    f.header.stages,
-                    model.max_level()
-                )));
-            }
+        let max_level = self.model().max_level();
+        if let Some(k) = frames.iter().position(|f| f.header.stages > max_level) {
+            let f = &frames[k];
+            // An error later in the stream matters no more.
+            self.pending_error = Some(CodecError::BadModel(format!(
+                "frame {} is at level {}, the model has {max_level} levels",
+                f.number, f.header.stages,
+            )));
+            frames.truncate(k);
         }
+        if frames.is_empty() {
+            self.done = true;
+            return match self.pending_error.take() {
+                Some(e) => Err(e),
+                None => Ok(Vec::new()),
+            };
+        }
+        let model = self.model();
         let args: Vec<_> = frames
             .iter()
             .map(|f| {
@@ -314,13 +365,27 @@ impl<'m, R: Read> Decoder<'m, R> {
                 )
             })
             .collect();
-        let images = decode_frames(model, &args, stride).map_err(|e| match frames.first() {
-            Some(f) if frames.len() == 1 => CodecError::InFrame {
-                frame: f.number,
+        let (images, failure) =
+            decode_frames(model, &args, stride).map_err(|e| match frames.first() {
+                Some(f) if frames.len() == 1 => CodecError::InFrame {
+                    frame: f.number,
+                    source: Box::new(e),
+                },
+                _ => e,
+            })?;
+        if let Some((k, e)) = failure {
+            // The frames before the bad one are good; the error waits for
+            // the next call (an error later in the stream matters no more).
+            let e = CodecError::InFrame {
+                frame: frames[k].number,
                 source: Box::new(e),
-            },
-            _ => e,
-        })?;
+            };
+            if k == 0 {
+                self.done = true;
+                return Err(e);
+            }
+            self.pending_error = Some(e);
+        }
         Ok(frames
             .iter()
             .zip(images)

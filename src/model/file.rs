@@ -35,6 +35,18 @@ pub struct ModelFile {
     pub rate_weights: Vec<f32>,
 }
 
+/// Reads a model file from disk, at most one byte past
+/// [`MAX_MODEL_FILE_BYTES`] (so [`ModelFile::from_bytes`] refuses a larger
+/// file, or an endless one such as a device, without reading all of it).
+pub fn read_model_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_MODEL_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// The SHA-256 of a model file's bytes.
 pub fn model_sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -106,7 +118,11 @@ impl ModelFile {
         let (st, lines) = parse(bytes, MODEL_FORMAT_LINE)?;
         let (mut name, mut version, mut config) = (None, None, None);
         let mut rate_weights = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (key, value) in &lines {
+            if !seen.insert(key.as_str()) {
+                return Err(ModelError::BadConfig(format!("metadata holds {key} twice")));
+            }
             let value = value.as_str();
             match key.as_str() {
                 "name" => name = Some(value.to_string()),
@@ -129,6 +145,8 @@ impl ModelFile {
         let name = name.ok_or_else(|| missing("name"))?;
         let version = version.ok_or_else(|| missing("version"))?;
         let config = config.ok_or_else(|| missing("config"))?;
+        check_label("name", &name)?;
+        check_label("version", &version)?;
         let mut tensors = BTreeMap::new();
         let mut prior = None;
         for (tname, view) in st.tensors() {

@@ -14,7 +14,9 @@ pub use config::{
     GRID_STRIDE, GRID_STRIDE_LOG2, MAX_CHANNELS, MAX_CODEBOOK_SIZE, MAX_LATENT_DIM, MAX_STAGES,
     ModelConfig,
 };
-pub use file::{MAX_MODEL_FILE_BYTES, MODEL_FORMAT_LINE, ModelFile, PRIOR_TENSOR, model_sha256};
+pub use file::{
+    MAX_MODEL_FILE_BYTES, MODEL_FORMAT_LINE, ModelFile, PRIOR_TENSOR, model_sha256, read_model_file,
+};
 pub use layers::{Conv, depth_to_space, space_to_depth, squared_distances};
 pub use network::{Quantized, VqVae};
 pub use params::{ParamStore, codebook_name, conv_layers, expected_shapes};
