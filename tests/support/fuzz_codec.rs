@@ -3,7 +3,8 @@
 //! so the bytes reach the entropy decoder and the network, and the stream
 //! is decoded with the shipped model one frame at a time. Each frame must
 //! come back as an image of its geometry or as an error naming it, which
-//! ends the stream; never a panic. Geometries are at most 64x64 to keep runs
+//! ends the stream; never a panic. Decoded again in one batch, the stream
+//! must give the same images and the same error. Geometries are at most 64x64 to keep runs
 //! fast; large and hostile image sizes are covered by the codec tests.
 
 use std::sync::OnceLock;
@@ -73,6 +74,8 @@ pub fn codec_decoder(data: &[u8]) {
     let file = writer.finish().expect("writing to memory");
 
     let mut decoder = Decoder::new(&file[..], &[model]).expect("a valid header naming the model");
+    let mut one_by_one = Vec::new();
+    let mut error = None;
     for (number, geometry) in geometries.iter().enumerate() {
         match decoder.next_batch(1) {
             Ok(batch) => {
@@ -84,11 +87,14 @@ pub fn codec_decoder(data: &[u8]) {
                 assert_eq!(got, (geometry.width, geometry.height), "frame {number}");
                 let channels = image.image.color().channel_count();
                 assert_eq!(channels, geometry.channels, "frame {number}");
+                one_by_one.push(image.image.as_bytes().to_vec());
             }
             // A payload that is no valid coding of its grid, or a level the
             // model lacks: the error names that frame, and the stream ends.
             Err(e) => {
-                assert!(e.to_string().contains(&format!("frame {number}")), "{e}");
+                let e = e.to_string();
+                assert!(e.contains(&format!("frame {number}")), "{e}");
+                error = Some(e);
                 break;
             }
         }
@@ -98,4 +104,21 @@ pub fn codec_decoder(data: &[u8]) {
         rest.is_empty(),
         "frames past the last one written or the error"
     );
+
+    // All frames in one batch: the same images, then the same error.
+    let mut decoder = Decoder::new(&file[..], &[model]).expect("a valid header naming the model");
+    let mut batched = Vec::new();
+    let mut batch_error = None;
+    loop {
+        match decoder.next_batch(MAX_FRAMES) {
+            Ok(b) if b.is_empty() => break,
+            Ok(b) => batched.extend(b.iter().map(|d| d.image.as_bytes().to_vec())),
+            Err(e) => {
+                batch_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    assert!(batched == one_by_one, "batched decoding differs");
+    assert_eq!(batch_error, error);
 }
