@@ -452,15 +452,12 @@ fn bad_levels_and_bad_bytes_are_errors_not_panics() {
     assert!(codec::decompress(b"\x89PNG\r\n\x1a\n", &model).is_err());
 }
 
-/// A frame of a few bytes can declare a large image (an empty ANS payload
-/// decodes to every table's likeliest index), so the decoder bounds its
-/// batches by the samples they decode to, not by their frame count alone.
-#[test]
-fn decoder_batches_are_bounded_by_decoded_size_not_frame_count() {
+/// A stream of five frames: a digit, a blank 1024x1024 image (an empty ANS
+/// payload), a digit, a blank 1024x1024 image, a digit; under 200 bytes.
+fn digits_between_blank_megapixels(model: &Model) -> Vec<u8> {
     use vqz::format::{CodingMode, FileIndex, Geometry, Writer};
-    let model = Model::default_model().unwrap();
     let digit = digits(1).remove(0);
-    let one = codec::compress(&model, &digit, &level(1)).unwrap();
+    let one = codec::compress(model, &digit, &level(1)).unwrap();
     let index = FileIndex::from_bytes(&one).unwrap();
     let f = index.frame(0).unwrap();
     let big = Geometry {
@@ -474,9 +471,17 @@ fn decoder_batches_are_bounded_by_decoded_size_not_frame_count() {
             .unwrap();
         w.write_frame(CodingMode::Ans, 1, big, &[]).unwrap();
     }
-    let bytes = w
-        .finish_with_frame(f.header.coding_mode, 1, f.header.geometry, &f.payload)
-        .unwrap();
+    w.finish_with_frame(f.header.coding_mode, 1, f.header.geometry, &f.payload)
+        .unwrap()
+}
+
+/// A frame of a few bytes can declare a large image (an empty ANS payload
+/// decodes to every table's likeliest index), so the decoder bounds its
+/// batches by the samples they decode to, not by their frame count alone.
+#[test]
+fn decoder_batches_are_bounded_by_decoded_size_not_frame_count() {
+    let model = Model::default_model().unwrap();
+    let bytes = digits_between_blank_megapixels(&model);
     assert!(bytes.len() < 200, "{} bytes", bytes.len());
 
     let mut dec = Decoder::new(&bytes[..], &[&model]).unwrap();
@@ -500,26 +505,8 @@ fn decoder_batches_are_bounded_by_decoded_size_not_frame_count() {
 /// every frame before that one.
 #[test]
 fn a_stream_over_the_sample_budget_stops_at_the_frame_that_crosses_it() {
-    use vqz::format::{CodingMode, FileIndex, Geometry, Writer};
     let model = Model::default_model().unwrap();
-    let digit = digits(1).remove(0);
-    let one = codec::compress(&model, &digit, &level(1)).unwrap();
-    let index = FileIndex::from_bytes(&one).unwrap();
-    let f = index.frame(0).unwrap();
-    let big = Geometry {
-        width: 1024,
-        height: 1024,
-        channels: 1,
-    };
-    let mut w = Writer::new(Vec::new(), index.header(), None).unwrap();
-    for _ in 0..2 {
-        w.write_frame(f.header.coding_mode, 1, f.header.geometry, &f.payload)
-            .unwrap();
-        w.write_frame(CodingMode::Ans, 1, big, &[]).unwrap();
-    }
-    let bytes = w
-        .finish_with_frame(f.header.coding_mode, 1, f.header.geometry, &f.payload)
-        .unwrap();
+    let bytes = digits_between_blank_megapixels(&model);
     // The default budget takes the whole stream.
     let all: Vec<_> = Decoder::new(&bytes[..], &[&model])
         .unwrap()
