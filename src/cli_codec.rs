@@ -1,7 +1,8 @@
 //! `vqz compress`, `decompress`, `info` and `verify`: argument handling,
 //! file naming and messages around `vqz::codec`.
 
-use std::io::{IsTerminal, Read, Write};
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use image::DynamicImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::write_atomic;
 use vqz::codec::{self, CompressOptions, Decoder, Encoder, Model, Quality, hex};
-use vqz::format::{CodingMode, FileIndex};
+use vqz::format::{CodingMode, FrameEntry, Reader};
 use vqz::train::data::{Dataset, idx_bytes, parse_idx_images};
 
 /// Options shared by every command that needs a model.
@@ -498,13 +499,68 @@ fn mode_name(m: CodingMode) -> &'static str {
     }
 }
 
+/// Frames `vqz info` lists without `-v`.
+const INFO_FRAMES: usize = 10;
+
+/// Reads the frames of the file at `path` in order, calling `each` with
+/// every frame's entry; returns the reader at the end of the stream. Only
+/// one frame is held at a time, so a file of millions of frames costs no
+/// more memory than one of ten.
+fn scan_frames(path: &Path, mut each: impl FnMut(FrameEntry)) -> Result<Reader<BufReader<File>>> {
+    let name = path.display().to_string();
+    let file = File::open(path).with_context(|| format!("opening {name}"))?;
+    let mut reader = Reader::new(BufReader::new(file)).with_context(|| name.clone())?;
+    while let Some((frame, offset)) = reader.next_frame_located().with_context(|| name.clone())? {
+        each(FrameEntry {
+            number: frame.number,
+            offset,
+            len_bytes: frame.header.block_len(reader.header()),
+            header: frame.header,
+        });
+    }
+    Ok(reader)
+}
+
+fn print_frame(f: &FrameEntry) {
+    let g = f.header.geometry;
+    println!(
+        "  {:<6} {:>7} {:>6} {:>8}  {:<9} {:>5}  {:<6} {:>6}",
+        f.number,
+        f.offset,
+        f.len_bytes,
+        f.header.payload_len,
+        format!("{}x{}x{}", g.width, g.height, g.channels),
+        f.header.stages,
+        mode_name(f.header.coding_mode),
+        f.len_bytes * 8
+    );
+}
+
 pub fn info(a: InspectArgs) -> Result<()> {
     let name = a.input.display().to_string();
     if a.input.is_dir() {
         bail!("{name} is a directory");
     }
-    let index = FileIndex::open(&a.input).with_context(|| name.clone())?;
-    let h = index.header();
+    // One pass sums the frames and keeps the first few; `-v` lists the
+    // rest in a second pass.
+    let mut first = Vec::new();
+    let mut last: Option<FrameEntry> = None;
+    let (mut total, mut payload) = (0u64, 0u64);
+    let mut levels = std::collections::BTreeMap::new();
+    let reader = scan_frames(&a.input, |f| {
+        total += f.len_bytes;
+        payload += u64::from(f.header.payload_len);
+        *levels.entry(f.header.stages).or_insert(0u64) += 1;
+        if first.len() < INFO_FRAMES {
+            first.push(f);
+        }
+        last = Some(f);
+    })?;
+    let file_len = std::fs::metadata(&a.input)
+        .with_context(|| name.clone())?
+        .len();
+    let n = reader.frames_read();
+    let h = reader.header();
     let known = a.model.load().ok();
     let model_note = if h.model_embedded {
         "embedded in the file".to_string()
@@ -514,9 +570,7 @@ pub fn info(a: InspectArgs) -> Result<()> {
             _ => "not available here (pass it with --model PATH)".to_string(),
         }
     };
-    let frames = index.frames();
-    let n = frames.len();
-    println!("file:       {name} ({} bytes)", index.len_bytes());
+    println!("file:       {name} ({file_len} bytes)");
     println!("format:     vqz {}.{}", h.version_major, h.version_minor);
     println!("model:      {} ({model_note})", hex(&h.model_id.0));
     let g = h.default_geometry;
@@ -529,48 +583,35 @@ pub fn info(a: InspectArgs) -> Result<()> {
         1u32 << h.grid_stride_log2
     );
     println!("frames:     {n}");
-    match frames.last() {
+    match &last {
         Some(last) if last.header.final_frame => {
             println!("ends with:  final frame {} (no end marker)", last.number)
         }
         _ => println!("ends with:  end marker (frame count {n})"),
     }
     if n > 0 {
-        let total: u64 = frames.iter().map(|f| f.len_bytes).sum();
-        let payload: u64 = frames.iter().map(|f| f.header.payload_len as u64).sum();
         println!(
             "per image:  {:.1} bits in the stream ({:.1} payload), {:.1} bits with the file's overhead shared",
             total as f64 * 8.0 / n as f64,
             payload as f64 * 8.0 / n as f64,
-            index.len_bytes() as f64 * 8.0 / n as f64
+            file_len as f64 * 8.0 / n as f64
         );
-        let mut levels = std::collections::BTreeMap::new();
-        for f in frames {
-            *levels.entry(f.header.stages).or_insert(0usize) += 1;
-        }
         let l: Vec<String> = levels
             .iter()
             .map(|(k, v)| format!("level {k}: {v}"))
             .collect();
         println!("levels:     {}", l.join(", "));
-        let shown = if a.verbose { n } else { n.min(10) };
         println!("  frame   offset  bytes  payload  size      level  mode    bits");
-        for f in &frames[..shown] {
-            let g = f.header.geometry;
-            println!(
-                "  {:<6} {:>7} {:>6} {:>8}  {:<9} {:>5}  {:<6} {:>6}",
-                f.number,
-                f.offset,
-                f.len_bytes,
-                f.header.payload_len,
-                format!("{}x{}x{}", g.width, g.height, g.channels),
-                f.header.stages,
-                mode_name(f.header.coding_mode),
-                f.len_bytes * 8
-            );
-        }
-        if shown < n {
-            println!("  ... {} more (-v lists all)", n - shown);
+        first.iter().for_each(print_frame);
+        let listed = first.len() as u64;
+        if a.verbose && listed < n {
+            scan_frames(&a.input, |f| {
+                if f.number >= listed {
+                    print_frame(&f);
+                }
+            })?;
+        } else if listed < n {
+            println!("  ... {} more (-v lists all)", n - listed);
         }
     }
     Ok(())

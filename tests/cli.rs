@@ -243,6 +243,33 @@ fn an_idx_file_round_trips_through_one_stream() {
     let info = String::from_utf8_lossy(&vqz(&["info", "set.vqz"], d).stdout).into_owned();
     assert!(info.contains("frames:     512"), "{info}");
     assert!(info.contains("ends with:  final frame 511"), "{info}");
+    assert!(info.contains("... 502 more (-v lists all)"), "{info}");
+    // -v lists every frame once, in order, at the offsets the frames have.
+    let all = String::from_utf8_lossy(&vqz(&["info", "-v", "set.vqz"], d).stdout).into_owned();
+    let rows: Vec<Vec<u64>> = all
+        .lines()
+        .skip_while(|l| !l.starts_with("  frame"))
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            vec![
+                cols[0].parse().unwrap(),
+                cols[1].parse().unwrap(),
+                cols[2].parse().unwrap(),
+            ]
+        })
+        .collect();
+    assert_eq!(rows.len(), 512, "{all}");
+    for (i, pair) in rows.windows(2).enumerate() {
+        assert_eq!(pair[0][0], i as u64);
+        assert_eq!(
+            pair[0][1] + pair[0][2],
+            pair[1][1],
+            "frame {i} ends where the next starts"
+        );
+    }
+    let last = &rows[511];
+    assert_eq!(last[1] + last[2], bytes.len() as u64);
 }
 
 #[test]

@@ -188,7 +188,7 @@ impl<R: Read> Reader<R> {
 
     /// Like [`next_frame`](Self::next_frame), with the offset of the frame's
     /// first byte.
-    pub(crate) fn next_frame_located(&mut self) -> Result<Option<(Frame, u64)>> {
+    pub fn next_frame_located(&mut self) -> Result<Option<(Frame, u64)>> {
         match self.state {
             State::Done => return Ok(None),
             State::Failed => return Err(FormatError::ReaderFailed),
