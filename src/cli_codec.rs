@@ -11,7 +11,7 @@ use clap::Args;
 use image::DynamicImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::write_atomic;
-use vqz::codec::{self, CompressOptions, Decoder, Encoder, Model, Quality, hex};
+use vqz::codec::{self, CodecError, CompressOptions, Decoder, Encoder, Model, Quality, hex};
 use vqz::format::{CodingMode, FrameEntry, Reader};
 use vqz::train::data::{Dataset, idx_bytes, parse_idx_images};
 
@@ -115,8 +115,9 @@ pub struct DecompressArgs {
 #[derive(Args, Clone)]
 pub struct DecodeLimitArgs {
     /// Stop with an error once the stream's images hold more than N samples
-    /// (pixels x channels, all images together): a few bytes can declare a
-    /// large image. Raise it for large trusted streams.
+    /// (pixels x channels, all images together) plus 4096 per byte of the
+    /// stream: a few bytes can declare a large blank image. Raise it for
+    /// trusted streams of large blank images.
     #[arg(long, value_name = "N", default_value_t = codec::DEFAULT_MAX_STREAM_SAMPLES)]
     max_samples: u64,
 }
@@ -393,6 +394,10 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         );
     }
     let name = a.input.display().to_string();
+    let input = std::slice::from_ref(&a.input);
+    if let Some(o) = &a.output {
+        check_not_an_input(o, input)?;
+    }
     let mut dec = Decoder::new(&bytes[..], &[&model])
         .with_context(|| name.clone())?
         .with_max_samples(a.limits.max_samples);
@@ -422,7 +427,6 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         _ if to_stdout => PathBuf::from("-"),
         _ => default_decompressed_name(&a.input, several, a.idx),
     };
-    let input = std::slice::from_ref(&a.input);
     check_not_an_input(&dest, input)?;
     if !images.is_empty() {
         if a.idx {
@@ -475,7 +479,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
                 if images.len() == 1 { "" } else { "s" }
             );
         }
-        return Err(anyhow::Error::new(e).context(name));
+        return Err(decode_error(e, name));
     }
     if images.is_empty() {
         bail!("{name} holds no image");
@@ -490,6 +494,16 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A decoding error with what was being decoded, and for the sample
+/// budget, how to raise it.
+fn decode_error(e: CodecError, what: String) -> anyhow::Error {
+    if matches!(e, CodecError::SampleLimit { .. }) {
+        anyhow::anyhow!("{what}: {e}; --max-samples N raises it for a trusted stream")
+    } else {
+        anyhow::Error::new(e).context(what)
+    }
 }
 
 fn mode_name(m: CodingMode) -> &'static str {
@@ -542,7 +556,14 @@ pub fn info(a: InspectArgs) -> Result<()> {
         bail!("{name} is a directory");
     }
     // One pass sums the frames and keeps the first few; `-v` lists the
-    // rest in a second pass.
+    // rest in a second pass, or, for input that cannot be read twice (a
+    // pipe), keeps them all in the first.
+    let regular = std::fs::metadata(&a.input).is_ok_and(|m| m.is_file());
+    let keep = if a.verbose && !regular {
+        usize::MAX
+    } else {
+        INFO_FRAMES
+    };
     let mut first = Vec::new();
     let mut last: Option<FrameEntry> = None;
     let (mut total, mut payload) = (0u64, 0u64);
@@ -551,14 +572,13 @@ pub fn info(a: InspectArgs) -> Result<()> {
         total += f.len_bytes;
         payload += u64::from(f.header.payload_len);
         *levels.entry(f.header.stages).or_insert(0u64) += 1;
-        if first.len() < INFO_FRAMES {
+        if first.len() < keep {
             first.push(f);
         }
         last = Some(f);
     })?;
-    let file_len = std::fs::metadata(&a.input)
-        .with_context(|| name.clone())?
-        .len();
+    // The reader has checked that nothing follows the stream's end.
+    let file_len = reader.bytes_read();
     let n = reader.frames_read();
     let h = reader.header();
     let known = a.model.load().ok();
@@ -632,10 +652,13 @@ pub fn verify(v: VerifyArgs) -> Result<()> {
             Ok(b) if b.is_empty() => break,
             Ok(b) => count += b.len() as u64,
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "{name}: bad after {count} good frame{}",
-                    if count == 1 { "" } else { "s" }
-                )));
+                return Err(decode_error(
+                    e,
+                    format!(
+                        "{name}: bad after {count} good frame{}",
+                        if count == 1 { "" } else { "s" }
+                    ),
+                ));
             }
         }
     }

@@ -449,13 +449,23 @@ fn fit_priors(
     Ok(())
 }
 
-/// Whether two paths name the same file: the same existing file, or the
-/// same spelling for one that does not exist yet.
+/// Whether two paths name the same file, existing or not: their folders
+/// resolved (links, `.` and `..`) and their names compared.
 fn same_path(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
+    fn resolved(p: &Path) -> PathBuf {
+        if let Ok(full) = p.canonicalize() {
+            return full;
+        }
+        let folder = match p.parent() {
+            Some(f) if !f.as_os_str().is_empty() => f,
+            _ => Path::new("."),
+        };
+        match (folder.canonicalize(), p.file_name()) {
+            (Ok(f), Some(name)) => f.join(name),
+            _ => p.to_path_buf(),
+        }
     }
+    resolved(a) == resolved(b)
 }
 
 /// The checkpoint is rewritten every epoch: it must not be one of the run's

@@ -124,29 +124,49 @@ fn an_output_that_is_the_input_is_refused_even_with_force() {
 
 #[test]
 fn decoding_stops_at_the_sample_budget() {
+    use vqz::format::{CodingMode, FileIndex, Geometry, Writer};
     let dir = setup();
     let d = dir.path();
     assert!(vqz(&["compress", "7.png"], d).status.success());
-    // 28x28 = 784 samples.
+    // A stream of a few bytes declaring a blank 1024x1024 image.
+    let digit = std::fs::read(d.join("7.png.vqz")).unwrap();
+    let index = FileIndex::from_bytes(&digit).unwrap();
+    let big = Geometry {
+        width: 1024,
+        height: 1024,
+        channels: 1,
+    };
+    let w = Writer::new(Vec::new(), index.header(), None).unwrap();
+    let blank = w.finish_with_frame(CodingMode::Ans, 1, big, &[]).unwrap();
+    assert!(blank.len() < 30, "{} bytes", blank.len());
+    std::fs::write(d.join("blank.vqz"), &blank).unwrap();
+    // With no base budget, only 4096 samples a byte: refused before any
+    // work, with how to raise the limit.
     for args in [
         &[
             "decompress",
-            "7.png.vqz",
+            "blank.vqz",
             "-o",
-            "back.png",
+            "b.png",
             "--max-samples",
-            "783",
+            "0",
         ][..],
-        &["verify", "7.png.vqz", "--max-samples", "783"][..],
+        &["verify", "blank.vqz", "--max-samples", "0"][..],
     ] {
-        assert_fails(&vqz(args, d), "exceed 783 samples");
+        assert_fails(&vqz(args, d), "--max-samples N raises it");
     }
-    assert!(!d.join("back.png").exists());
+    assert!(!d.join("b.png").exists());
+    // The digit's 784 samples in its 39 bytes are well within that.
+    let ok = vqz(&["verify", "7.png.vqz", "--max-samples", "0"], d);
+    assert!(ok.status.success());
+    // The default budget takes the blank image.
+    let ok = vqz(&["decompress", "blank.vqz", "-o", "b.png"], d);
     assert!(
-        vqz(&["verify", "7.png.vqz", "--max-samples", "784"], d)
-            .status
-            .success()
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
     );
+    assert_eq!(image::open(d.join("b.png")).unwrap().width(), 1024);
 }
 
 #[test]
@@ -298,6 +318,10 @@ fn train_refuses_options_that_cannot_work() {
     // The checkpoint, rewritten every epoch, never replaces a file unasked.
     assert_fails(
         &train(&["--checkpoint", "m.safetensors"]),
+        "would overwrite --out",
+    );
+    assert_fails(
+        &train(&["--checkpoint", "./m.safetensors"]),
         "would overwrite --out",
     );
     assert_fails(&train(&["--checkpoint", data]), "would overwrite --data");

@@ -513,7 +513,8 @@ fn a_stream_over_the_sample_budget_stops_at_the_frame_that_crosses_it() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(all.len(), 5);
-    // Frames 0-2 fill the budget exactly; frame 3 would cross it.
+    // Frames 0-2 fit a base of their samples (the budget grows by 4096
+    // samples per byte read besides); frame 3 would cross it.
     let budget = 2 * 28 * 28 + 1024 * 1024;
     let mut dec = Decoder::new(&bytes[..], &[&model])
         .unwrap()
@@ -529,12 +530,26 @@ fn a_stream_over_the_sample_budget_stops_at_the_frame_that_crosses_it() {
         }
     };
     assert_eq!(numbers, [0, 1, 2]);
+    let per_byte = codec::SAMPLES_PER_STREAM_BYTE;
+    let most = budget + per_byte * bytes.len() as u64;
     assert!(
-        matches!(err, CodecError::SampleLimit { frame: 3, limit } if limit == budget),
+        matches!(err, CodecError::SampleLimit { frame: 3, limit } if limit > budget && limit < most),
         "{err}"
     );
     assert!(err.to_string().contains("frame 3"), "{err}");
     assert!(dec.next_batch(1024).unwrap().is_empty());
+
+    // Real images decode to far fewer samples a byte: a stream of digits
+    // decodes in full with no base budget at all.
+    let mut enc = Encoder::new(Vec::new(), &model, level(1));
+    enc.write_images(&digits(20)).unwrap();
+    let stream = enc.finish().unwrap();
+    let back: Vec<_> = Decoder::new(&stream[..], &[&model])
+        .unwrap()
+        .with_max_samples(0)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(back.len(), 20);
 }
 
 /// A frame that cannot be decoded though its CRC is right (a payload that
@@ -552,21 +567,27 @@ fn a_bad_frame_inside_a_batch_keeps_the_frames_before_it_and_names_itself() {
         .collect();
     let index = FileIndex::from_bytes(&files[0]).unwrap();
     // ANS payloads never start with a zero byte; the model has 6 levels.
-    let bad_frames = [(2, vec![0, 1], "payload"), (7, vec![], "levels")];
-    for (stages, bad_payload, needle) in bad_frames {
+    let bad_payload = (2, vec![0u8, 1]);
+    let bad_level = (7, vec![]);
+    // Frames 0-3, with the bad ones at the positions given.
+    let stream = |bad: &[(usize, &(u8, Vec<u8>))]| {
         let mut w = Writer::new(Vec::new(), index.header(), None).unwrap();
         for (k, file) in files.iter().enumerate() {
             let i = FileIndex::from_bytes(file).unwrap();
             let f = i.frame(0).unwrap();
-            if k == 2 {
-                w.write_frame(CodingMode::Ans, stages, f.header.geometry, &bad_payload)
-                    .unwrap();
-            } else {
-                w.write_frame(f.header.coding_mode, 2, f.header.geometry, &f.payload)
-                    .unwrap();
+            match bad.iter().find(|(at, _)| *at == k) {
+                Some((_, (stages, payload))) => w
+                    .write_frame(CodingMode::Ans, *stages, f.header.geometry, payload)
+                    .unwrap(),
+                None => w
+                    .write_frame(f.header.coding_mode, 2, f.header.geometry, &f.payload)
+                    .unwrap(),
             }
         }
-        let bytes = w.finish().unwrap();
+        w.finish().unwrap()
+    };
+    for (bad, needle) in [(&bad_payload, "payload"), (&bad_level, "levels")] {
+        let bytes = stream(&[(2, bad)]);
         let mut dec = Decoder::new(&bytes[..], &[&model]).unwrap();
         let good = dec.next_batch(1024).unwrap();
         assert_eq!(good.len(), 2);
@@ -582,6 +603,15 @@ fn a_bad_frame_inside_a_batch_keeps_the_frames_before_it_and_names_itself() {
         assert_eq!(from_iter.len(), 3);
         assert!(from_iter[2].is_err());
     }
+    // Two bad frames in one batch, the first at its start: one error, for
+    // the first, then the end.
+    let bytes = stream(&[(0, &bad_payload), (1, &bad_level)]);
+    let mut dec = Decoder::new(&bytes[..], &[&model]).unwrap();
+    let err = dec.next_batch(1024).unwrap_err().to_string();
+    assert!(err.contains("frame 0") && err.contains("payload"), "{err}");
+    assert!(dec.next_batch(1024).unwrap().is_empty());
+    let from_iter: Vec<_> = Decoder::new(&bytes[..], &[&model]).unwrap().collect();
+    assert_eq!(from_iter.len(), 1);
 }
 
 /// A 229x231 RGB image is over one network pass (three padded 232x232

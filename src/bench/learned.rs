@@ -224,7 +224,8 @@ fn split_stream(stream: &[u8]) -> Result<Vec<Vec<u8>>, BenchError> {
 }
 
 fn decode_stream(model: &Model, stream: &[u8]) -> Result<Vec<DynamicImage>, BenchError> {
-    let mut dec = Decoder::new(stream, &[model])?;
+    // A stream it has just written: no sample budget.
+    let mut dec = Decoder::new(stream, &[model])?.with_max_samples(u64::MAX);
     let mut out = Vec::new();
     loop {
         let batch = dec.next_batch(ENCODE_CHUNK)?;

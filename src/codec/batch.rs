@@ -498,12 +498,12 @@ pub(crate) fn encode_images(
         .collect()
 }
 
-/// Decodes frames' payloads to images.
 /// Images of frames, in order. A payload that does not decode ends the
 /// batch there: the images of the frames before it come back, with the
 /// bad frame's position in `frames` and its error.
 pub(crate) type DecodedFrames = (Vec<DynamicImage>, Option<(usize, CodecError)>);
 
+/// Decodes frames' payloads to images (see [`DecodedFrames`]).
 pub(crate) fn decode_frames(
     model: &Model,
     frames: &[(Geometry, u8, CodingMode, &[u8])],

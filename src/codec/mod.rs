@@ -27,7 +27,7 @@ pub use pixels::{Conversion, mse, psnr_db, psnr_db_from_mse, to_supported};
 pub use refine::DEFAULT_REFINE_STEPS;
 pub use stream::{
     DECODE_BATCH_SAMPLES, DEFAULT_MAX_STREAM_SAMPLES, DecodedImage, Decoder, Encoder, FrameSummary,
-    ITER_BATCH,
+    ITER_BATCH, SAMPLES_PER_STREAM_BYTE,
 };
 
 use image::DynamicImage;
@@ -102,7 +102,7 @@ pub enum CodecError {
     /// The stream's images hold more samples than the decoder allows
     /// ([`Decoder::with_max_samples`]).
     #[error(
-        "frame {frame}: the stream's images exceed {limit} samples (pixels x channels), the decoder's limit"
+        "frame {frame}: the stream's images exceed {limit} samples (pixels x channels), the decoder's limit for this many bytes (a few bytes can declare a large blank image)"
     )]
     SampleLimit { frame: u64, limit: u64 },
     /// The stream names a model that was not supplied.

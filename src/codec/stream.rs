@@ -174,11 +174,18 @@ enum ModelRef<'m> {
 pub const DECODE_BATCH_SAMPLES: usize = 1 << 20;
 
 /// Samples (pixels x channels) a [`Decoder`] decodes from one stream, all
-/// images together, unless told otherwise ([`Decoder::with_max_samples`]):
-/// 2^28, 256 MiB of 8-bit samples: four times the largest frame the
-/// default [`Limits`](crate::format::Limits) allow at grid stride 4 (2^22
-/// cells of 16 pixels).
+/// images together, besides [`SAMPLES_PER_STREAM_BYTE`] per byte of the
+/// stream, unless told otherwise ([`Decoder::with_max_samples`]): 2^28,
+/// 256 MiB of 8-bit samples: four times the largest frame the default
+/// [`Limits`](crate::format::Limits) allow at grid stride 4 (2^22 cells of
+/// 16 pixels).
 pub const DEFAULT_MAX_STREAM_SAMPLES: u64 = 1 << 28;
+
+/// Samples a [`Decoder`]'s budget grows by per byte of stream it has read,
+/// so that a stream of real images, which never decodes to thousands of
+/// samples a byte, is not cut short however long it is, while a few bytes
+/// declaring a huge blank image still are.
+pub const SAMPLES_PER_STREAM_BYTE: u64 = 4096;
 
 /// Images the iterator of a [`Decoder`] decodes at a time: the network
 /// and the entropy decoder work on many frames at once far faster than on
@@ -247,12 +254,14 @@ impl<'m, R: Read> Decoder<'m, R> {
         })
     }
 
-    /// Sets the most samples (pixels x channels, summed over the stream's
-    /// images) the decoder decodes before it stops with
-    /// [`CodecError::SampleLimit`]; [`DEFAULT_MAX_STREAM_SAMPLES`] unless set.
-    /// A frame of a few bytes can declare a large image, so this bounds what
-    /// a small hostile stream costs in memory and time; raise it for large
-    /// trusted streams.
+    /// Sets the sample budget: the decoder stops with
+    /// [`CodecError::SampleLimit`] before a frame that would take the
+    /// stream's images (pixels x channels, all frames together) past
+    /// `max_samples` plus [`SAMPLES_PER_STREAM_BYTE`] per byte read so far;
+    /// `max_samples` is [`DEFAULT_MAX_STREAM_SAMPLES`] unless set. A frame of
+    /// a few bytes can declare a large image, so this bounds what a small
+    /// hostile stream costs in memory and time; raise it for trusted streams
+    /// of mostly blank large images.
     pub fn with_max_samples(mut self, max_samples: u64) -> Self {
         self.max_samples = max_samples;
         self
@@ -289,6 +298,19 @@ impl<'m, R: Read> Decoder<'m, R> {
         if self.done {
             return Ok(Vec::new());
         }
+        let batch = self.read_and_decode(max);
+        if batch.is_err() {
+            // One error ends the stream; any later one it held goes.
+            self.done = true;
+            self.pending_error = None;
+        }
+        batch
+    }
+
+    /// [`Decoder::next_batch`] once the stream is known to go on: reads up to
+    /// `max` frames and decodes them; an error after good frames is kept in
+    /// `pending_error`.
+    fn read_and_decode(&mut self, max: usize) -> Result<Vec<DecodedImage>, CodecError> {
         let mut frames: Vec<Frame> = Vec::new();
         let mut samples = 0usize;
         while frames.len() < max.max(1) && samples < DECODE_BATCH_SAMPLES {
@@ -297,10 +319,13 @@ impl<'m, R: Read> Decoder<'m, R> {
                     let g = f.header.geometry;
                     let n = g.width as usize * g.height as usize * g.channels as usize;
                     self.samples_read = self.samples_read.saturating_add(n as u64);
-                    if self.samples_read > self.max_samples {
+                    let limit = self.max_samples.saturating_add(
+                        SAMPLES_PER_STREAM_BYTE.saturating_mul(self.reader.bytes_read()),
+                    );
+                    if self.samples_read > limit {
                         let e = CodecError::SampleLimit {
                             frame: f.number,
-                            limit: self.max_samples,
+                            limit,
                         };
                         self.done = true;
                         if frames.is_empty() {

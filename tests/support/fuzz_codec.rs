@@ -115,6 +115,10 @@ pub fn codec_decoder(data: &[u8]) {
             Ok(b) => batched.extend(b.iter().map(|d| d.image.as_bytes().to_vec())),
             Err(e) => {
                 batch_error = Some(e.to_string());
+                let rest = decoder
+                    .next_batch(MAX_FRAMES)
+                    .expect("one error, then the end");
+                assert!(rest.is_empty(), "frames after the error");
                 break;
             }
         }
