@@ -4,15 +4,36 @@
 //! when asked.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The folder `path` is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Whether `a` and `b` name the same file, existing or not: their folders
+/// resolved (links, `.` and `..`) and their names compared. An output that
+/// is one of the inputs would replace it, even written atomically.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    fn resolved(p: &Path) -> PathBuf {
+        if let Ok(full) = p.canonicalize() {
+            return full;
+        }
+        match (folder_of(p).canonicalize(), p.file_name()) {
+            (Ok(f), Some(name)) => f.join(name),
+            _ => p.to_path_buf(),
+        }
+    }
+    resolved(a) == resolved(b)
+}
 
 /// Writes `bytes` to `path` atomically. With `overwrite` false, an
 /// existing `path` is an `AlreadyExists` error and is left untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(path);
     if !overwrite && path.exists() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
@@ -66,5 +87,18 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"three");
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn same_file_sees_through_spellings_whether_or_not_the_file_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let (a, b) = (d.join("a"), d.join("sub/../a"));
+        assert!(same_file(&a, &b), "not there yet");
+        std::fs::write(&a, b"x").unwrap();
+        assert!(same_file(&a, &b));
+        assert!(!same_file(&a, &d.join("sub/a")));
+        assert!(!same_file(&a, &d.join("b")));
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use image::DynamicImage;
 use indicatif::{ProgressBar, ProgressStyle};
-use vqz::atomic_write::write_atomic;
+use vqz::atomic_write::{same_file, write_atomic};
 use vqz::codec::{self, CodecError, CompressOptions, Decoder, Encoder, Model, Quality, hex};
 use vqz::format::{CodingMode, FrameEntry, Reader};
 use vqz::train::data::{Dataset, idx_bytes, parse_idx_images};
@@ -221,15 +221,6 @@ fn write_output(dest: &Path, bytes: &[u8], force: bool) -> Result<()> {
         return Ok(());
     }
     write_atomic(dest, bytes, force).with_context(|| format!("writing {}", dest.display()))
-}
-
-/// Whether `a` and `b` name the same existing file (through links or
-/// different spellings).
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
 }
 
 /// Refuses an output that is one of the inputs: even with `-f` it would

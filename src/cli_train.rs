@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use vqz::atomic_write::write_atomic;
+use vqz::atomic_write::{same_file, write_atomic};
 use vqz::codec::{Model, hex};
 use vqz::entropy::{PRIOR_VERSION, Prior};
 use vqz::model::{ModelConfig, ModelFile, model_sha256, read_model_file};
@@ -449,25 +449,6 @@ fn fit_priors(
     Ok(())
 }
 
-/// Whether two paths name the same file, existing or not: their folders
-/// resolved (links, `.` and `..`) and their names compared.
-fn same_path(a: &Path, b: &Path) -> bool {
-    fn resolved(p: &Path) -> PathBuf {
-        if let Ok(full) = p.canonicalize() {
-            return full;
-        }
-        let folder = match p.parent() {
-            Some(f) if !f.as_os_str().is_empty() => f,
-            _ => Path::new("."),
-        };
-        match (folder.canonicalize(), p.file_name()) {
-            (Ok(f), Some(name)) => f.join(name),
-            _ => p.to_path_buf(),
-        }
-    }
-    resolved(a) == resolved(b)
-}
-
 /// The checkpoint is rewritten every epoch: it must not be one of the run's
 /// other files, nor an existing file the user did not offer (`-f`, or the
 /// checkpoint being resumed).
@@ -478,7 +459,7 @@ fn check_checkpoint_path(a: &TrainArgs, checkpoint: &Path) -> Result<()> {
         ("--from", a.from.as_ref()),
     ];
     for (flag, path) in others {
-        if let Some(p) = path.filter(|p| same_path(p, checkpoint)) {
+        if let Some(p) = path.filter(|p| same_file(p, checkpoint)) {
             bail!(
                 "the checkpoint {} would overwrite {flag} {}; name another with --checkpoint",
                 checkpoint.display(),
@@ -489,7 +470,7 @@ fn check_checkpoint_path(a: &TrainArgs, checkpoint: &Path) -> Result<()> {
     let resumed = a
         .resume
         .as_deref()
-        .is_some_and(|r| same_path(r, checkpoint));
+        .is_some_and(|r| same_file(r, checkpoint));
     if checkpoint.exists() && !a.force && !resumed {
         bail!(
             "the checkpoint {} already exists; use -f to overwrite it, or --resume it",

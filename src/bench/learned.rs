@@ -7,7 +7,7 @@
 //! complete file (the bytes [`codec::compress`] writes for that image).
 //! Every file is then decoded on its own with [`codec::decompress`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use image::{DynamicImage, GrayImage};
 use rayon::prelude::*;
@@ -16,7 +16,7 @@ use crate::codec::{self, CompressOptions, Decoder, Encoder, Model, Quality};
 use crate::format::{FileHeader, Reader, Writer};
 
 use super::report::{Row, Timing};
-use super::{BenchError, BenchOptions, Distortion, Images, Progress, median, per_second};
+use super::{BenchError, BenchOptions, Distortion, Images, Progress, median, per_second, timed};
 
 /// Images handed to the encoder at once, as `vqz compress` does.
 const ENCODE_CHUNK: usize = 1024;
@@ -178,12 +178,6 @@ fn encode_and_split(
         encode_time,
         split_time,
     })
-}
-
-fn timed<T>(pass: impl FnOnce() -> Result<T, BenchError>) -> Result<(Duration, T), BenchError> {
-    let start = Instant::now();
-    let out = pass()?;
-    Ok((start.elapsed(), out))
 }
 
 /// All images as one stream; returns it and the sum of payload bytes.

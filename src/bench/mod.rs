@@ -231,6 +231,15 @@ impl Distortion {
     }
 }
 
+/// Runs `pass` once and returns how long it took with its result.
+pub(crate) fn timed<T>(
+    pass: impl FnOnce() -> Result<T, BenchError>,
+) -> Result<(Duration, T), BenchError> {
+    let start = Instant::now();
+    let out = pass()?;
+    Ok((start.elapsed(), out))
+}
+
 /// Runs `pass` `repeats` times (at least once) and returns the median
 /// duration together with the result of the last pass.
 pub(crate) fn timed_median<T>(
@@ -240,9 +249,8 @@ pub(crate) fn timed_median<T>(
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..repeats.max(1) {
-        let start = Instant::now();
-        let out = pass()?;
-        times.push(start.elapsed());
+        let (time, out) = timed(&mut pass)?;
+        times.push(time);
         last = Some(out);
     }
     times.sort();

@@ -308,53 +308,14 @@ impl<'m, R: Read> Decoder<'m, R> {
     }
 
     /// [`Decoder::next_batch`] once the stream is known to go on: reads up to
-    /// `max` frames and decodes them; an error after good frames is kept in
-    /// `pending_error`.
+    /// `max` frames and decodes them. The first bad frame ends the batch: an
+    /// error is returned at once if no good frame came before it, else kept
+    /// in `pending_error` for the next call (and [`Decoder::next_batch`]
+    /// ends the stream on any error).
     fn read_and_decode(&mut self, max: usize) -> Result<Vec<DecodedImage>, CodecError> {
-        let mut frames: Vec<Frame> = Vec::new();
-        let mut samples = 0usize;
-        while frames.len() < max.max(1) && samples < DECODE_BATCH_SAMPLES {
-            match self.reader.next_frame() {
-                Ok(Some(f)) => {
-                    let g = f.header.geometry;
-                    let n = g.width as usize * g.height as usize * g.channels as usize;
-                    self.samples_read = self.samples_read.saturating_add(n as u64);
-                    let limit = self.max_samples.saturating_add(
-                        SAMPLES_PER_STREAM_BYTE.saturating_mul(self.reader.bytes_read()),
-                    );
-                    if self.samples_read > limit {
-                        let e = CodecError::SampleLimit {
-                            frame: f.number,
-                            limit,
-                        };
-                        self.done = true;
-                        if frames.is_empty() {
-                            return Err(e);
-                        }
-                        self.pending_error = Some(e);
-                        break;
-                    }
-                    samples += n;
-                    frames.push(f);
-                }
-                Ok(None) => {
-                    self.done = true;
-                    break;
-                }
-                Err(e) => {
-                    if frames.is_empty() {
-                        self.done = true;
-                        return Err(e.into());
-                    }
-                    self.pending_error = Some(e.into());
-                    break;
-                }
-            }
-        }
         let stride = self.reader.header().grid_stride_log2;
         let model_stride = self.model().grid_stride_log2();
         if stride != model_stride {
-            self.done = true;
             return Err(CodecError::BadModel(format!(
                 "stream has a latent grid stride of {}, the model {}",
                 1u32 << stride,
@@ -362,21 +323,45 @@ impl<'m, R: Read> Decoder<'m, R> {
             )));
         }
         let max_level = self.model().max_level();
-        if let Some(k) = frames.iter().position(|f| f.header.stages > max_level) {
-            let f = &frames[k];
-            // An error later in the stream matters no more.
-            self.pending_error = Some(CodecError::BadModel(format!(
-                "frame {} is at level {}, the model has {max_level} levels",
-                f.number, f.header.stages,
-            )));
-            frames.truncate(k);
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut samples = 0usize;
+        while frames.len() < max.max(1) && samples < DECODE_BATCH_SAMPLES {
+            let f = match self.reader.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    self.pending_error = Some(e.into());
+                    break;
+                }
+            };
+            let g = f.header.geometry;
+            let n = g.width as usize * g.height as usize * g.channels as usize;
+            self.samples_read = self.samples_read.saturating_add(n as u64);
+            let limit = self
+                .max_samples
+                .saturating_add(SAMPLES_PER_STREAM_BYTE.saturating_mul(self.reader.bytes_read()));
+            if self.samples_read > limit {
+                self.pending_error = Some(CodecError::SampleLimit {
+                    frame: f.number,
+                    limit,
+                });
+                break;
+            }
+            if f.header.stages > max_level {
+                self.pending_error = Some(CodecError::BadModel(format!(
+                    "frame {} is at level {}, the model has {max_level} levels",
+                    f.number, f.header.stages,
+                )));
+                break;
+            }
+            samples += n;
+            frames.push(f);
         }
         if frames.is_empty() {
-            self.done = true;
-            return match self.pending_error.take() {
-                Some(e) => Err(e),
-                None => Ok(Vec::new()),
-            };
+            return self.pending_error.take().map_or(Ok(Vec::new()), Err);
         }
         let model = self.model();
         let args: Vec<_> = frames
@@ -406,7 +391,6 @@ impl<'m, R: Read> Decoder<'m, R> {
                 source: Box::new(e),
             };
             if k == 0 {
-                self.done = true;
                 return Err(e);
             }
             self.pending_error = Some(e);
