@@ -115,11 +115,17 @@ pub struct DecompressArgs {
 #[derive(Args, Clone)]
 pub struct DecodeLimitArgs {
     /// Stop with an error once the stream's images hold more than N samples
-    /// (pixels x channels, all images together) plus 4096 per byte of the
-    /// stream: a few bytes can declare a large blank image. Raise it for
+    /// (pixels x channels, all images together) plus 4096 per byte of its
+    /// frames: a few bytes can declare a large blank image. Raise it for
     /// trusted streams of large blank images.
     #[arg(long, value_name = "N", default_value_t = codec::DEFAULT_MAX_STREAM_SAMPLES)]
     max_samples: u64,
+    /// Stop with an error before decoding would take more than N
+    /// multiply-adds (the network and prior work each frame can take, all
+    /// frames together) plus 2^24 per byte of frames: a model embedded in a
+    /// stream can make every pixel costly. Raise it for trusted streams.
+    #[arg(long, value_name = "N", default_value_t = codec::DEFAULT_MAX_STREAM_WORK)]
+    max_work: u64,
 }
 
 #[derive(Args)]
@@ -391,7 +397,8 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     }
     let mut dec = Decoder::new(&bytes[..], &[&model])
         .with_context(|| name.clone())?
-        .with_max_samples(a.limits.max_samples);
+        .with_max_samples(a.limits.max_samples)
+        .with_max_work(a.limits.max_work);
     let mut images = Vec::new();
     let mut failure = None;
     let bar = progress(0, a.out.quiet);
@@ -487,13 +494,17 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     Ok(())
 }
 
-/// A decoding error with what was being decoded, and for the sample
-/// budget, how to raise it.
+/// A decoding error with what was being decoded, and for the sample and
+/// work budgets, how to raise them.
 fn decode_error(e: CodecError, what: String) -> anyhow::Error {
-    if matches!(e, CodecError::SampleLimit { .. }) {
-        anyhow::anyhow!("{what}: {e}; --max-samples N raises it for a trusted stream")
-    } else {
-        anyhow::Error::new(e).context(what)
+    match e {
+        CodecError::SampleLimit { .. } => {
+            anyhow::anyhow!("{what}: {e}; --max-samples N raises it for a trusted stream")
+        }
+        CodecError::WorkLimit { .. } => {
+            anyhow::anyhow!("{what}: {e}; --max-work N raises it for a trusted stream")
+        }
+        e => anyhow::Error::new(e).context(what),
     }
 }
 
@@ -636,7 +647,8 @@ pub fn verify(v: VerifyArgs) -> Result<()> {
     let bytes = read_input(&a.input)?;
     let mut dec = Decoder::new(&bytes[..], &[&model])
         .with_context(|| name.clone())?
-        .with_max_samples(v.limits.max_samples);
+        .with_max_samples(v.limits.max_samples)
+        .with_max_work(v.limits.max_work);
     let mut count = 0u64;
     loop {
         match dec.next_batch(1024) {

@@ -123,7 +123,7 @@ fn an_output_that_is_the_input_is_refused_even_with_force() {
 }
 
 #[test]
-fn decoding_stops_at_the_sample_budget() {
+fn decoding_stops_at_the_sample_and_work_budgets() {
     use vqz::format::{CodingMode, FileIndex, Geometry, Writer};
     let dir = setup();
     let d = dir.path();
@@ -158,6 +158,17 @@ fn decoding_stops_at_the_sample_budget() {
     assert!(!d.join("b.png").exists());
     // The digit's 784 samples in its 39 bytes are well within that.
     let ok = vqz(&["verify", "7.png.vqz", "--max-samples", "0"], d);
+    assert!(ok.status.success());
+    // Likewise with no base work budget: only 2^24 multiply-adds a byte of
+    // frames, far less than a blank megapixel costs, and far more than a digit.
+    for args in [
+        &["decompress", "blank.vqz", "-o", "b.png", "--max-work", "0"][..],
+        &["verify", "blank.vqz", "--max-work", "0"][..],
+    ] {
+        assert_fails(&vqz(args, d), "--max-work N raises it");
+    }
+    assert!(!d.join("b.png").exists());
+    let ok = vqz(&["verify", "7.png.vqz", "--max-work", "0"], d);
     assert!(ok.status.success());
     // The default budget takes the blank image.
     let ok = vqz(&["decompress", "blank.vqz", "-o", "b.png"], d);

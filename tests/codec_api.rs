@@ -530,7 +530,7 @@ fn a_stream_over_the_sample_budget_stops_at_the_frame_that_crosses_it() {
         }
     };
     assert_eq!(numbers, [0, 1, 2]);
-    let per_byte = codec::SAMPLES_PER_STREAM_BYTE;
+    let per_byte = codec::SAMPLES_PER_FRAME_BYTE;
     let most = budget + per_byte * bytes.len() as u64;
     assert!(
         matches!(err, CodecError::SampleLimit { frame: 3, limit } if limit > budget && limit < most),
@@ -550,6 +550,138 @@ fn a_stream_over_the_sample_budget_stops_at_the_frame_that_crosses_it() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(back.len(), 20);
+}
+
+/// The decoder charges each frame the work decoding it can take (network
+/// and prior, from the frame's header and the model's shape) and stops
+/// before the frame that would take the stream past its work budget,
+/// after returning every frame before that one.
+#[test]
+fn a_stream_over_the_work_budget_stops_at_the_frame_that_crosses_it() {
+    use vqz::format::Geometry;
+    let model = Model::default_model().unwrap();
+    let bytes = digits_between_blank_megapixels(&model);
+    let digit = Geometry {
+        width: 28,
+        height: 28,
+        channels: 1,
+    };
+    let blank = Geometry {
+        width: 1024,
+        height: 1024,
+        channels: 1,
+    };
+    // Frames 0-2 fit a base of their work (the budget grows by 2^24 per
+    // byte of frames besides, far less than a blank megapixel costs).
+    let budget = 2 * model.decode_work(digit, 1) + model.decode_work(blank, 1);
+    assert!(model.decode_work(blank, 1) > codec::WORK_PER_FRAME_BYTE * bytes.len() as u64);
+    let mut dec = Decoder::new(&bytes[..], &[&model])
+        .unwrap()
+        .with_max_work(budget);
+    let mut numbers = Vec::new();
+    let err = loop {
+        match dec.next_batch(1024) {
+            Ok(b) => {
+                assert!(!b.is_empty(), "ended without an error");
+                numbers.extend(b.iter().map(|d| d.number));
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(numbers, [0, 1, 2]);
+    let most = budget + codec::WORK_PER_FRAME_BYTE * bytes.len() as u64;
+    assert!(
+        matches!(err, CodecError::WorkLimit { frame: 3, limit } if limit > budget && limit < most),
+        "{err}"
+    );
+    assert!(err.to_string().contains("frame 3"), "{err}");
+    assert!(dec.next_batch(1024).unwrap().is_empty());
+
+    // Real images cost far less per byte: a stream of digits decodes in
+    // full with no base budget, at the lowest level and the highest.
+    for l in [1, model.max_level()] {
+        let mut enc = Encoder::new(Vec::new(), &model, level(l));
+        enc.write_images(&digits(20)).unwrap();
+        let stream = enc.finish().unwrap();
+        let back: Vec<_> = Decoder::new(&stream[..], &[&model])
+            .unwrap()
+            .with_max_work(0)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back.len(), 20);
+    }
+}
+
+/// A model embedded in a stream is charged its own work: a wider network
+/// costs more per pixel, so a blank frame that the shipped model decodes
+/// within a budget is refused, before any decoding, with the wider model.
+/// Neither its bytes nor any section's grow the budgets: only frames do.
+#[test]
+fn an_embedded_model_is_charged_its_own_work_and_its_bytes_grow_no_budget() {
+    use vqz::entropy::Prior;
+    use vqz::format::{CodingMode, FileHeader, Geometry, Writer};
+    use vqz::model::{ModelConfig, ModelFile, ParamStore};
+    let shipped = Model::default_model().unwrap();
+    let config = ModelConfig {
+        codebook_size: 16,
+        latent_dim: 4,
+        stages: 1,
+        channels_low: 256,
+        channels_high: 64,
+    };
+    let file = ModelFile {
+        name: "wide".into(),
+        version: "1".into(),
+        config,
+        params: ParamStore::init(&config, 1).unwrap(),
+        prior: Some(Prior::uniform(&[16]).unwrap().to_bytes()),
+        rate_weights: vec![],
+    };
+    let wide_bytes = file.to_bytes().unwrap();
+    let wide = Model::from_bytes(wide_bytes.clone().into()).unwrap();
+    let blank = Geometry {
+        width: 512,
+        height: 512,
+        channels: 1,
+    };
+    let (cheap, costly) = (shipped.decode_work(blank, 1), wide.decode_work(blank, 1));
+    assert!(costly > 2 * cheap, "{costly} against {cheap}");
+    let budget = (cheap + costly) / 2;
+    // One blank frame (an empty payload decodes to every table's likeliest
+    // index), for each model.
+    let stream = |model: &Model, embedded: Option<&[u8]>| {
+        let header = FileHeader::new(model.id(), blank, model.grid_stride_log2());
+        let w = Writer::new(Vec::new(), &header, embedded).unwrap();
+        w.finish_with_frame(CodingMode::Ans, 1, blank, &[]).unwrap()
+    };
+    let ok = stream(&shipped, None);
+    let back: Vec<_> = Decoder::new(&ok[..], &[&shipped])
+        .unwrap()
+        .with_max_work(budget)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(back.len(), 1);
+    let hostile = stream(&wide, Some(&wide_bytes));
+    assert!(hostile.len() as u64 * codec::WORK_PER_FRAME_BYTE > costly);
+    let mut dec = Decoder::new(&hostile[..], &[])
+        .unwrap()
+        .with_max_work(budget);
+    assert!(dec.model_embedded());
+    let err = dec.next_batch(1).unwrap_err();
+    assert!(
+        matches!(err, CodecError::WorkLimit { frame: 0, .. }),
+        "{err}"
+    );
+    // Likewise the sample budget: the model's megabytes add nothing to it.
+    let mut dec = Decoder::new(&hostile[..], &[])
+        .unwrap()
+        .with_max_samples(1000);
+    assert!(hostile.len() as u64 * codec::SAMPLES_PER_FRAME_BYTE > 512 * 512);
+    let err = dec.next_batch(1).unwrap_err();
+    assert!(
+        matches!(err, CodecError::SampleLimit { frame: 0, .. }),
+        "{err}"
+    );
 }
 
 /// A frame that cannot be decoded though its CRC is right (a payload that

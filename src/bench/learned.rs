@@ -218,8 +218,10 @@ fn split_stream(stream: &[u8]) -> Result<Vec<Vec<u8>>, BenchError> {
 }
 
 fn decode_stream(model: &Model, stream: &[u8]) -> Result<Vec<DynamicImage>, BenchError> {
-    // A stream it has just written: no sample budget.
-    let mut dec = Decoder::new(stream, &[model])?.with_max_samples(u64::MAX);
+    // A stream it has just written: no sample or work budget.
+    let mut dec = Decoder::new(stream, &[model])?
+        .with_max_samples(u64::MAX)
+        .with_max_work(u64::MAX);
     let mut out = Vec::new();
     loop {
         let batch = dec.next_batch(ENCODE_CHUNK)?;

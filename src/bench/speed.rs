@@ -164,8 +164,10 @@ pub fn run(
     })?;
     add(format!("compress {n} digits, one stream"), n, t);
     let (t, _) = median_of(repeats, progress, || {
-        // A stream it has just written: no sample budget.
-        let mut dec = Decoder::new(&stream[..], &[&model])?.with_max_samples(u64::MAX);
+        // A stream it has just written: no sample or work budget.
+        let mut dec = Decoder::new(&stream[..], &[&model])?
+            .with_max_samples(u64::MAX)
+            .with_max_work(u64::MAX);
         let mut count = 0;
         loop {
             let batch = dec.next_batch(1024)?;

@@ -26,8 +26,8 @@ pub use model::{DEFAULT_MODEL_BYTES, Model, PASS_FLOATS, hex};
 pub use pixels::{Conversion, mse, psnr_db, psnr_db_from_mse, to_supported};
 pub use refine::DEFAULT_REFINE_STEPS;
 pub use stream::{
-    DECODE_BATCH_SAMPLES, DEFAULT_MAX_STREAM_SAMPLES, DecodedImage, Decoder, Encoder, FrameSummary,
-    ITER_BATCH, SAMPLES_PER_STREAM_BYTE,
+    DECODE_BATCH_SAMPLES, DEFAULT_MAX_STREAM_SAMPLES, DEFAULT_MAX_STREAM_WORK, DecodedImage,
+    Decoder, Encoder, FrameSummary, ITER_BATCH, SAMPLES_PER_FRAME_BYTE, WORK_PER_FRAME_BYTE,
 };
 
 use image::DynamicImage;
@@ -105,6 +105,12 @@ pub enum CodecError {
         "frame {frame}: the stream's images exceed {limit} samples (pixels x channels), the decoder's limit for this many bytes (a few bytes can declare a large blank image)"
     )]
     SampleLimit { frame: u64, limit: u64 },
+    /// Decoding the stream's frames would take more work than the decoder
+    /// allows ([`Decoder::with_max_work`]).
+    #[error(
+        "frame {frame}: decoding the stream's frames would take over {limit} multiply-adds, the decoder's limit for this many bytes (a few bytes can declare a large image, and a model embedded in the stream can make each pixel costly)"
+    )]
+    WorkLimit { frame: u64, limit: u64 },
     /// The stream names a model that was not supplied.
     #[error("the stream was encoded with model {needed}, which is not available (have: {}); pass the model file with --model PATH", available.join(", "))]
     UnknownModel {

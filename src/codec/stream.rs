@@ -174,18 +174,35 @@ enum ModelRef<'m> {
 pub const DECODE_BATCH_SAMPLES: usize = 1 << 20;
 
 /// Samples (pixels x channels) a [`Decoder`] decodes from one stream, all
-/// images together, besides [`SAMPLES_PER_STREAM_BYTE`] per byte of the
-/// stream, unless told otherwise ([`Decoder::with_max_samples`]): 2^28,
-/// 256 MiB of 8-bit samples: four times the largest frame the default
-/// [`Limits`](crate::format::Limits) allow at grid stride 4 (2^22 cells of
-/// 16 pixels).
+/// images together, besides [`SAMPLES_PER_FRAME_BYTE`] per byte of the
+/// stream's frames, unless told otherwise ([`Decoder::with_max_samples`]):
+/// 2^28, 256 MiB of 8-bit samples: four times the largest frame the
+/// default [`Limits`](crate::format::Limits) allow at grid stride 4 (2^22
+/// cells of 16 pixels).
 pub const DEFAULT_MAX_STREAM_SAMPLES: u64 = 1 << 28;
 
-/// Samples a [`Decoder`]'s budget grows by per byte of stream it has read,
-/// so that a stream of real images, which never decodes to thousands of
-/// samples a byte, is not cut short however long it is, while a few bytes
-/// declaring a huge blank image still are.
-pub const SAMPLES_PER_STREAM_BYTE: u64 = 4096;
+/// Samples a [`Decoder`]'s sample budget grows by per byte of frames it
+/// has read, so that a stream of real images, which never decodes to
+/// thousands of samples a byte, is not cut short however long it is, while
+/// a few bytes declaring a huge blank image still are. Only frames count:
+/// an embedded model or other sections, however large, add nothing.
+pub const SAMPLES_PER_FRAME_BYTE: u64 = 4096;
+
+/// Multiply-adds a [`Decoder`] may spend on one stream, all frames
+/// together, besides [`WORK_PER_FRAME_BYTE`] per byte of frames, unless
+/// told otherwise ([`Decoder::with_max_work`]); each frame is charged
+/// [`Model::decode_work`] before it is decoded. 2^43: about three and a
+/// half times the largest frame the default limits allow with the shipped
+/// model (a blank level-1 frame of 2^22 cells, 2.5e12), a few minutes of
+/// two cores. The sample budget alone does not bound the time: a model
+/// embedded in a stream may be far wider than the shipped one, and each
+/// sample cost up to about 100 times as much.
+pub const DEFAULT_MAX_STREAM_WORK: u64 = 1 << 43;
+
+/// Multiply-adds a [`Decoder`]'s work budget grows by per byte of frames
+/// it has read: 2^24, about 7 times what a digit at level 1 costs per byte
+/// of its frame with the shipped model, and 20 times at level 6.
+pub const WORK_PER_FRAME_BYTE: u64 = 1 << 24;
 
 /// Images the iterator of a [`Decoder`] decodes at a time: the network
 /// and the entropy decoder work on many frames at once far faster than on
@@ -207,9 +224,15 @@ pub struct Decoder<'m, R: Read> {
     /// An error met after complete frames were read; reported next call.
     pending_error: Option<CodecError>,
     done: bool,
+    /// Bytes of the frames read so far, which the budgets grow with.
+    frame_bytes: u64,
     /// Samples of every frame read so far, and the most allowed.
     samples_read: u64,
     max_samples: u64,
+    /// Work ([`Model::decode_work`]) of every frame read so far, and the
+    /// most allowed.
+    work_read: u64,
+    max_work: u64,
 }
 
 impl<'m, R: Read> Decoder<'m, R> {
@@ -249,21 +272,37 @@ impl<'m, R: Read> Decoder<'m, R> {
             buffered: Default::default(),
             pending_error: None,
             done: false,
+            frame_bytes: 0,
             samples_read: 0,
             max_samples: DEFAULT_MAX_STREAM_SAMPLES,
+            work_read: 0,
+            max_work: DEFAULT_MAX_STREAM_WORK,
         })
     }
 
     /// Sets the sample budget: the decoder stops with
     /// [`CodecError::SampleLimit`] before a frame that would take the
     /// stream's images (pixels x channels, all frames together) past
-    /// `max_samples` plus [`SAMPLES_PER_STREAM_BYTE`] per byte read so far;
-    /// `max_samples` is [`DEFAULT_MAX_STREAM_SAMPLES`] unless set. A frame of
-    /// a few bytes can declare a large image, so this bounds what a small
-    /// hostile stream costs in memory and time; raise it for trusted streams
-    /// of mostly blank large images.
+    /// `max_samples` plus [`SAMPLES_PER_FRAME_BYTE`] per byte of frames
+    /// read so far; `max_samples` is [`DEFAULT_MAX_STREAM_SAMPLES`] unless
+    /// set. A frame of a few bytes can declare a large image, so this bounds
+    /// what a small hostile stream costs in memory and time; raise it for
+    /// trusted streams of mostly blank large images.
     pub fn with_max_samples(mut self, max_samples: u64) -> Self {
         self.max_samples = max_samples;
+        self
+    }
+
+    /// Sets the work budget: the decoder stops with
+    /// [`CodecError::WorkLimit`] before a frame that would take the
+    /// decoding work of the stream's frames ([`Model::decode_work`], all
+    /// frames together) past `max_work` plus [`WORK_PER_FRAME_BYTE`] per
+    /// byte of frames read so far; `max_work` is [`DEFAULT_MAX_STREAM_WORK`]
+    /// unless set. Beside the sample budget, this bounds the time a stream
+    /// costs whatever its model: an embedded model can make every sample
+    /// many times as costly as the shipped model does.
+    pub fn with_max_work(mut self, max_work: u64) -> Self {
+        self.max_work = max_work;
         self
     }
 
@@ -326,8 +365,8 @@ impl<'m, R: Read> Decoder<'m, R> {
         let mut frames: Vec<Frame> = Vec::new();
         let mut samples = 0usize;
         while frames.len() < max.max(1) && samples < DECODE_BATCH_SAMPLES {
-            let f = match self.reader.next_frame() {
-                Ok(Some(f)) => f,
+            let (f, offset) = match self.reader.next_frame_located() {
+                Ok(Some(located)) => located,
                 Ok(None) => {
                     self.done = true;
                     break;
@@ -337,12 +376,13 @@ impl<'m, R: Read> Decoder<'m, R> {
                     break;
                 }
             };
+            self.frame_bytes = self
+                .frame_bytes
+                .saturating_add(self.reader.bytes_read().saturating_sub(offset));
             let g = f.header.geometry;
             let n = g.width as usize * g.height as usize * g.channels as usize;
             self.samples_read = self.samples_read.saturating_add(n as u64);
-            let limit = self
-                .max_samples
-                .saturating_add(SAMPLES_PER_STREAM_BYTE.saturating_mul(self.reader.bytes_read()));
+            let limit = budget(self.max_samples, SAMPLES_PER_FRAME_BYTE, self.frame_bytes);
             if self.samples_read > limit {
                 self.pending_error = Some(CodecError::SampleLimit {
                     frame: f.number,
@@ -355,6 +395,16 @@ impl<'m, R: Read> Decoder<'m, R> {
                     "frame {} is at level {}, the model has {max_level} levels",
                     f.number, f.header.stages,
                 )));
+                break;
+            }
+            let work = self.model().decode_work(g, f.header.stages);
+            self.work_read = self.work_read.saturating_add(work);
+            let limit = budget(self.max_work, WORK_PER_FRAME_BYTE, self.frame_bytes);
+            if self.work_read > limit {
+                self.pending_error = Some(CodecError::WorkLimit {
+                    frame: f.number,
+                    limit,
+                });
                 break;
             }
             samples += n;
@@ -405,6 +455,11 @@ impl<'m, R: Read> Decoder<'m, R> {
             })
             .collect())
     }
+}
+
+/// A budget of `base` plus `per_byte` for each of `bytes`.
+fn budget(base: u64, per_byte: u64, bytes: u64) -> u64 {
+    base.saturating_add(per_byte.saturating_mul(bytes))
 }
 
 impl<R: Read> Iterator for Decoder<'_, R> {

@@ -257,6 +257,16 @@ impl Prior {
     }
 
     /// Number of stages modelled.
+    /// Multiply-adds computing the table of one index of stage `stage`
+    /// can take at most: a learned stage's network pass (when its table is
+    /// not cached), 0 for class contexts, whose tables are built on load.
+    pub fn work_per_index(&self, stage: usize) -> u64 {
+        match &self.model {
+            PriorModel::Classes(_) => 0,
+            PriorModel::Learned(s) => s.get(stage).map_or(0, |s| s.work_per_index() as u64),
+        }
+    }
+
     pub fn num_stages(&self) -> u8 {
         match &self.model {
             PriorModel::Classes(s) => s.len() as u8,

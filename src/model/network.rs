@@ -238,6 +238,23 @@ impl VqVae {
         sum(ENC_IN..=ENC_OUT).max(sum(DEC_IN..=DEC_OUT))
     }
 
+    /// Multiply-adds the decoder spends per image pixel (per plane) on a
+    /// grid of `stages` stages: summing the stages' codebook vectors, then
+    /// every decoder convolution at its resolution. Fixed by the model's
+    /// shape: about 23,000 for the shipped model, up to about 160 times
+    /// that for the widest shape a model file may declare.
+    pub fn decode_work_per_pixel(&self, stages: usize) -> u64 {
+        let dequantize = (stages * self.config.latent_dim).div_ceil(16);
+        let convs: usize = self.convs[DEC_IN..=DEC_OUT]
+            .iter()
+            .zip(&PIXELS_PER_POSITION[DEC_IN..=DEC_OUT])
+            .map(|(c, px)| {
+                (c.kernel() * c.kernel() * c.in_channels() * c.out_channels()).div_ceil(*px)
+            })
+            .sum();
+        (dequantize + convs) as u64
+    }
+
     /// Code indices `(b, stages, gh, gw)` to images `(b, 4 gh, 4 gw, 1)`.
     pub fn decode(&self, indices: &Tensor) -> Result<Tensor> {
         self.decode_latents(&self.dequantize(indices)?)

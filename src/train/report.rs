@@ -134,8 +134,10 @@ pub fn evaluate_model(
         let per_file_overhead = stream.len().saturating_sub(stream_frames);
         let mut se = 0.0;
         let mut psnr_sum = 0.0;
-        // A stream it has just written: no sample budget.
-        let dec = Decoder::new(&stream[..], &[model])?.with_max_samples(u64::MAX);
+        // A stream it has just written: no sample or work budget.
+        let dec = Decoder::new(&stream[..], &[model])?
+            .with_max_samples(u64::MAX)
+            .with_max_work(u64::MAX);
         for (d, orig) in dec.zip(&images) {
             let d = d?;
             let m = codec::mse(orig.as_bytes(), d.image.as_bytes());
