@@ -684,6 +684,40 @@ fn an_embedded_model_is_charged_its_own_work_and_its_bytes_grow_no_budget() {
     );
 }
 
+/// A model file over the container's section limit (64 MiB; model files
+/// given to the decoder may be up to 256 MiB) cannot be embedded: the
+/// encoder says so before encoding anything.
+#[test]
+fn a_model_over_the_section_limit_is_refused_for_embedding_before_any_work() {
+    use vqz::entropy::Prior;
+    use vqz::model::{ModelConfig, ModelFile, ParamStore};
+    let config = ModelConfig {
+        codebook_size: 16,
+        latent_dim: 4,
+        stages: 1,
+        channels_low: 700,
+        channels_high: 4,
+    };
+    let file = ModelFile {
+        name: "large".into(),
+        version: "1".into(),
+        config,
+        params: ParamStore::init(&config, 1).unwrap(),
+        prior: Some(Prior::uniform(&[16]).unwrap().to_bytes()),
+        rate_weights: vec![],
+    };
+    let bytes = file.to_bytes().unwrap();
+    assert!(bytes.len() > 64 << 20, "{} bytes", bytes.len());
+    let large = Model::from_bytes(bytes.into()).unwrap();
+    let options = CompressOptions {
+        embed_model: true,
+        ..level(1)
+    };
+    let err = codec::compress(&large, &digits(1)[0], &options).unwrap_err();
+    assert!(matches!(err, CodecError::BadModel(_)), "{err}");
+    assert!(err.to_string().contains("section limit"), "{err}");
+}
+
 /// A frame that cannot be decoded though its CRC is right (a payload that
 /// is no coding of its grid, or a level the model lacks), in the middle of
 /// a batch: the frames before it come back, then an error that names the

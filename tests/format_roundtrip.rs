@@ -324,3 +324,34 @@ fn a_large_final_frame_reads_back_through_short_reads() {
         Err(vqz::format::FormatError::FinalFrameCrcMismatch { frame: 1, .. })
     ));
 }
+
+/// A stream without frames still carries its model when flags bit 0 says
+/// so: the model section must come before the end marker, as it must come
+/// before a first frame.
+#[test]
+fn a_stream_without_frames_carries_its_embedded_model() {
+    let model = b"model bytes".as_slice();
+    let with = Writer::new(Vec::new(), &digit_header(), Some(model))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let mut r = Reader::new(&with[..]).unwrap();
+    assert_eq!(r.embedded_model(), Some(model));
+    assert!(r.next_frame().unwrap().is_none());
+    assert_eq!(r.frames_read(), 0);
+
+    // The same stream without its section: the header (flags bit 0 set)
+    // followed directly by the end marker.
+    let plain = Writer::new(Vec::new(), &digit_header(), None)
+        .unwrap()
+        .finish()
+        .unwrap();
+    let section_len = with.len() - plain.len();
+    let header_len = Reader::new(&with[..]).unwrap().sections()[0].offset as usize;
+    let mut without = with[..header_len].to_vec();
+    without.extend_from_slice(&with[header_len + section_len..]);
+    match Reader::new(&without[..]) {
+        Err(e) => assert!(e.to_string().contains("model section"), "{e}"),
+        Ok(_) => panic!("a stream without its model section was read"),
+    }
+}

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use image::DynamicImage;
 
-use crate::format::{FileHeader, Frame, Geometry, Reader, Writer};
+use crate::format::{FileHeader, Frame, Geometry, Limits, Reader, Writer};
 use crate::model::model_sha256;
 
 use super::batch::{EncodedFrame, decode_frames, encode_images};
@@ -98,6 +98,16 @@ impl<'m, W: Write> Encoder<'m, W> {
         images: &[DynamicImage],
     ) -> Result<Vec<FrameSummary>, CodecError> {
         let (model, embed) = (self.model, self.options.embed_model);
+        let most = Limits::DEFAULT.max_section_len as usize;
+        if embed && self.writer.is_none() && model.bytes().len() > most {
+            // Refused before any encoding work: the section would not fit.
+            return Err(CodecError::BadModel(format!(
+                "the model file is {} bytes; a model embedded in a stream may be at most {most} \
+                 bytes (the container's section limit), so this one must be given to the \
+                 decoder separately",
+                model.bytes().len()
+            )));
+        }
         let frames = encode_images(
             model,
             images,
@@ -177,7 +187,7 @@ pub const DECODE_BATCH_SAMPLES: usize = 1 << 20;
 /// images together, besides [`SAMPLES_PER_FRAME_BYTE`] per byte of the
 /// stream's frames, unless told otherwise ([`Decoder::with_max_samples`]):
 /// 2^28, 256 MiB of 8-bit samples: four times the largest frame the
-/// default [`Limits`](crate::format::Limits) allow at grid stride 4 (2^22
+/// default [`Limits`] allow at grid stride 4 (2^22
 /// cells of 16 pixels).
 pub const DEFAULT_MAX_STREAM_SAMPLES: u64 = 1 << 28;
 
