@@ -11,7 +11,9 @@ use clap::Args;
 use image::DynamicImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::{same_file, write_atomic};
-use vqz::codec::{self, CodecError, CompressOptions, Decoder, Encoder, Model, Quality, hex};
+use vqz::codec::{
+    self, CodecError, CompressOptions, DecodedImage, Decoder, Encoder, Model, Quality, hex,
+};
 use vqz::format::{CodingMode, FrameEntry, Reader};
 use vqz::train::data::{Dataset, idx_bytes, parse_idx_images};
 
@@ -399,24 +401,30 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         .with_context(|| name.clone())?
         .with_max_samples(a.limits.max_samples)
         .with_max_work(a.limits.max_work);
-    let mut images = Vec::new();
+    // Decode until the stream is known to hold one image or several; after
+    // that, a folder of PNGs is written batch by batch, so memory holds one
+    // batch of images, not the whole stream.
+    let mut images: Vec<DecodedImage> = Vec::new();
     let mut failure = None;
-    let bar = progress(0, a.out.quiet);
-    bar.set_prefix("decompressing");
-    loop {
+    let mut ended = false;
+    let mut next_batch = |failure: &mut Option<CodecError>, ended: &mut bool| {
+        if failure.is_some() || *ended {
+            return Vec::new();
+        }
         match dec.next_batch(1024) {
-            Ok(batch) if batch.is_empty() => break,
             Ok(batch) => {
-                bar.inc(batch.len() as u64);
-                images.extend(batch);
+                *ended = batch.is_empty();
+                batch
             }
             Err(e) => {
-                failure = Some(e);
-                break;
+                *failure = Some(e);
+                Vec::new()
             }
         }
+    };
+    while images.len() < 2 && failure.is_none() && !ended {
+        images.extend(next_batch(&mut failure, &mut ended));
     }
-    bar.finish_and_clear();
     let several = images.len() > 1 || (failure.is_some() && !images.is_empty());
     let to_stdout =
         a.out.stdout || a.input.as_os_str() == "-" || a.output.as_deref() == Some(Path::new("-"));
@@ -426,8 +434,13 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         _ => default_decompressed_name(&a.input, several, a.idx),
     };
     check_not_an_input(&dest, input)?;
+    let mut written = 0u64;
     if !images.is_empty() {
         if a.idx {
+            // An IDX file is written whole: it holds every image anyway.
+            while failure.is_none() && !ended {
+                images.extend(next_batch(&mut failure, &mut ended));
+            }
             let first = &images[0].image;
             let (w, h) = (first.width() as usize, first.height() as usize);
             let planes: Vec<Vec<u8>> = images
@@ -442,6 +455,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
             }
             let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
             write_output(&dest, &idx_bytes(w, h, &refs), a.out.force)?;
+            written = images.len() as u64;
         } else if several {
             if dest == Path::new("-") {
                 bail!(
@@ -451,47 +465,81 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
             if dest.exists() && !a.out.force {
                 bail!("{} already exists (use -f to overwrite)", dest.display());
             }
+            let existed = dest.exists();
             std::fs::create_dir_all(&dest)
                 .with_context(|| format!("creating {}", dest.display()))?;
-            let digits = images
-                .len()
-                .max(failure.is_some() as usize + images.len())
-                .to_string()
-                .len()
-                .max(6);
-            for d in &images {
-                let p = dest.join(format!("{:0digits$}.png", d.number));
-                check_not_an_input(&p, input)?;
-                write_atomic(&p, &png_bytes(&d.image)?, a.out.force)
-                    .with_context(|| format!("writing {}", p.display()))?;
+            let bar = progress(0, a.out.quiet);
+            bar.set_prefix("decompressing");
+            while !images.is_empty() {
+                for d in &images {
+                    // Numbered from 000000, wider only past a million frames.
+                    let p = dest.join(format!("{:06}.png", d.number));
+                    check_not_an_input(&p, input)?;
+                    write_atomic(&p, &png_bytes(&d.image)?, a.out.force)
+                        .with_context(|| format!("writing {}", p.display()))?;
+                }
+                written += images.len() as u64;
+                bar.inc(images.len() as u64);
+                images = next_batch(&mut failure, &mut ended);
+            }
+            bar.finish_and_clear();
+            if existed {
+                warn_of_other_frames(&dest, written);
             }
         } else {
             write_output(&dest, &png_bytes(&images[0].image)?, a.out.force)?;
+            written = 1;
         }
     }
     if let Some(e) = failure {
-        if !images.is_empty() {
+        if written > 0 {
             eprintln!(
-                "vqz: {name}: wrote the {} complete image{} before the error",
-                images.len(),
-                if images.len() == 1 { "" } else { "s" }
+                "vqz: {name}: wrote the {written} complete image{} before the error",
+                if written == 1 { "" } else { "s" }
             );
         }
         return Err(decode_error(e, name));
     }
-    if images.is_empty() {
+    if written == 0 {
         bail!("{name} holds no image");
     }
     remove_inputs(input, &a.out)?;
     if !a.out.quiet && dest != Path::new("-") {
         eprintln!(
-            "{name} -> {}: {} image{}",
+            "{name} -> {}: {written} image{}",
             dest.display(),
-            images.len(),
-            if images.len() == 1 { "" } else { "s" }
+            if written == 1 { "" } else { "s" }
         );
     }
     Ok(())
+}
+
+/// Warns if `dir`, which existed before this run wrote frames 0 to
+/// `written - 1` into it, holds other files named like frames (an earlier
+/// run's, most likely): they are left as they are, never deleted.
+fn warn_of_other_frames(dir: &Path, written: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let others = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.strip_suffix(".png")
+                .filter(|n| n.len() >= 6 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n >= written || name != format!("{n:06}.png"))
+        })
+        .count();
+    if others > 0 {
+        eprintln!(
+            "vqz: warning: {} also holds {others} other file{} named like frames (not from this \
+             stream; left as they are)",
+            dir.display(),
+            if others == 1 { "" } else { "s" }
+        );
+    }
 }
 
 /// A decoding error with what was being decoded, and for the sample and

@@ -271,6 +271,14 @@ fn an_idx_file_round_trips_through_one_stream() {
     assert!(err.contains("truncated"), "{err}");
     let kept = std::fs::read_dir(d.join("partial")).unwrap().count();
     assert!(kept > 100 && kept < 512, "{kept} frames kept");
+    // Into the folder of the whole stream, with -f: its frames are written
+    // over, and the earlier run's others are left as they are, with a warning.
+    let out = vqz(&["decompress", "cut.vqz", "-o", "pngs", "-f"], d);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warning = format!("also holds {} other files named like frames", 512 - kept);
+    assert!(err.contains(&warning), "{err}");
+    assert_eq!(std::fs::read_dir(d.join("pngs")).unwrap().count(), 512);
     let info = String::from_utf8_lossy(&vqz(&["info", "set.vqz"], d).stdout).into_owned();
     assert!(info.contains("frames:     512"), "{info}");
     assert!(info.contains("ends with:  final frame 511"), "{info}");
