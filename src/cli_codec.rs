@@ -468,8 +468,6 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
             let existed = dest.exists();
             std::fs::create_dir_all(&dest)
                 .with_context(|| format!("creating {}", dest.display()))?;
-            let bar = progress(0, a.out.quiet);
-            bar.set_prefix("decompressing");
             while !images.is_empty() {
                 for d in &images {
                     // Numbered from 000000, wider only past a million frames.
@@ -479,10 +477,8 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
                         .with_context(|| format!("writing {}", p.display()))?;
                 }
                 written += images.len() as u64;
-                bar.inc(images.len() as u64);
                 images = next_batch(&mut failure, &mut ended);
             }
-            bar.finish_and_clear();
             if existed {
                 warn_of_other_frames(&dest, written);
             }

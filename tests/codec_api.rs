@@ -571,6 +571,20 @@ fn a_stream_over_the_work_budget_stops_at_the_frame_that_crosses_it() {
         height: 1024,
         channels: 1,
     };
+    // A frame too large for one network pass is decoded in tiles whose
+    // halos pass through the decoder too: charged on top of its own cells.
+    let cells = 256 * 256;
+    let untiled = cells * 16 * model.network().decode_work_per_pixel(1)
+        + cells * model.prior().work_per_index(0);
+    assert!(model.decode_work(blank, 1) > untiled);
+    assert!(model.decode_work(blank, 1) < untiled * 3 / 2);
+    // Any geometry is charged without overflow.
+    let hostile = Geometry {
+        width: u32::MAX,
+        height: u32::MAX,
+        channels: 255,
+    };
+    assert_eq!(model.decode_work(hostile, 8), u64::MAX);
     // Frames 0-2 fit a base of their work (the budget grows by 2^24 per
     // byte of frames besides, far less than a blank megapixel costs).
     let budget = 2 * model.decode_work(digit, 1) + model.decode_work(blank, 1);
@@ -715,6 +729,11 @@ fn a_model_over_the_section_limit_is_refused_for_embedding_before_any_work() {
     };
     let err = codec::compress(&large, &digits(1)[0], &options).unwrap_err();
     assert!(matches!(err, CodecError::BadModel(_)), "{err}");
+    assert!(err.to_string().contains("section limit"), "{err}");
+    // Likewise a stream of no image, which would hold the model alone.
+    let err = Encoder::new(Vec::new(), &large, options)
+        .finish()
+        .unwrap_err();
     assert!(err.to_string().contains("section limit"), "{err}");
 }
 

@@ -123,17 +123,31 @@ impl Model {
 
     /// Multiply-adds that decoding a frame of geometry `g` at level
     /// `stages` takes at most with this model: the decoder network over
-    /// its planes (padded to the latent grid), and for every index a pass
-    /// of the prior's network, as if no table were cached. Fixed by the
-    /// frame's header and the model's shape, so the stream decoder charges
-    /// it before decoding the frame ([`super::Decoder::with_max_work`]).
-    /// For the shipped model a 28x28 digit costs 30 to 103 million,
-    /// from level 1 to 6.
+    /// its planes (padded to the latent grid; over every tile's window,
+    /// halo included, for a frame too large for one pass), and for every
+    /// index a pass of the prior's network, as if no table were cached.
+    /// Fixed by the frame's header and the model's shape, so the stream
+    /// decoder charges it before decoding the frame
+    /// ([`super::Decoder::with_max_work`]). For the shipped model a 28x28
+    /// digit costs 30 to 103 million, from level 1 to 6.
     pub fn decode_work(&self, g: Geometry, stages: u8) -> u64 {
         let (gw, gh) = g.grid_dims(self.grid_stride_log2());
-        let cells = u64::from(gw) * u64::from(gh) * u64::from(g.channels);
-        let pixels = cells * (GRID_STRIDE * GRID_STRIDE) as u64;
-        let network = pixels.saturating_mul(self.net.decode_work_per_pixel(usize::from(stages)));
+        let (gw, gh, planes) = (gw as usize, gh as usize, usize::from(g.channels));
+        let cell_pixels = (GRID_STRIDE * GRID_STRIDE) as u64;
+        // A frame within one pass shares it with others; a larger one is
+        // decoded alone, in tiles (see `codec::batch::reconstruct`).
+        let cells = (planes as u64)
+            .saturating_mul(gw as u64)
+            .saturating_mul(gh as u64);
+        let passed = if cells.saturating_mul(cell_pixels) <= self.pass_pixels() as u64 {
+            cells
+        } else {
+            self.net
+                .decode_passed_cells(planes, gh, gw, self.pass_pixels() / cell_pixels as usize)
+        };
+        let network = passed
+            .saturating_mul(cell_pixels)
+            .saturating_mul(self.net.decode_work_per_pixel(usize::from(stages)));
         let per_cell: u64 = (0..usize::from(stages))
             .map(|s| self.prior.work_per_index(s))
             .sum();

@@ -69,9 +69,24 @@ impl<'m, W: Write> Encoder<'m, W> {
         }
     }
 
+    /// Refuses, before any work, to embed a model too large for a section.
+    fn check_embeddable(&self) -> Result<(), CodecError> {
+        let most = Limits::DEFAULT.max_section_len as usize;
+        if self.options.embed_model && self.model.bytes().len() > most {
+            return Err(CodecError::BadModel(format!(
+                "the model file is {} bytes; a model embedded in a stream may be at most {most} \
+                 bytes (the container's section limit), so this one must be given to the \
+                 decoder separately",
+                self.model.bytes().len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Writes the file header, with `geometry` as the default, unless written.
     fn open(&mut self, geometry: Geometry) -> Result<(), CodecError> {
         if self.writer.is_none() {
+            self.check_embeddable()?;
             let inner = self
                 .pending
                 .take()
@@ -97,17 +112,10 @@ impl<'m, W: Write> Encoder<'m, W> {
         &mut self,
         images: &[DynamicImage],
     ) -> Result<Vec<FrameSummary>, CodecError> {
-        let (model, embed) = (self.model, self.options.embed_model);
-        let most = Limits::DEFAULT.max_section_len as usize;
-        if embed && self.writer.is_none() && model.bytes().len() > most {
-            // Refused before any encoding work: the section would not fit.
-            return Err(CodecError::BadModel(format!(
-                "the model file is {} bytes; a model embedded in a stream may be at most {most} \
-                 bytes (the container's section limit), so this one must be given to the \
-                 decoder separately",
-                model.bytes().len()
-            )));
+        if self.writer.is_none() {
+            self.check_embeddable()?;
         }
+        let (model, embed) = (self.model, self.options.embed_model);
         let frames = encode_images(
             model,
             images,

@@ -256,7 +256,6 @@ impl Prior {
         }
     }
 
-    /// Number of stages modelled.
     /// Multiply-adds computing the table of one index of stage `stage`
     /// can take at most: a learned stage's network pass (when its table is
     /// not cached), 0 for class contexts, whose tables are built on load.
@@ -267,6 +266,7 @@ impl Prior {
         }
     }
 
+    /// Number of stages modelled.
     pub fn num_stages(&self) -> u8 {
         match &self.model {
             PriorModel::Classes(s) => s.len() as u8,

@@ -241,7 +241,7 @@ impl VqVae {
     /// Multiply-adds the decoder spends per image pixel (per plane) on a
     /// grid of `stages` stages: summing the stages' codebook vectors, then
     /// every decoder convolution at its resolution. Fixed by the model's
-    /// shape: about 23,000 for the shipped model, up to about 160 times
+    /// shape: about 23,000 for the shipped model, up to about 170 times
     /// that for the widest shape a model file may declare.
     pub fn decode_work_per_pixel(&self, stages: usize) -> u64 {
         let dequantize = (stages * self.config.latent_dim).div_ceil(16);

@@ -44,19 +44,16 @@ impl Span {
 }
 
 /// The tiles along a side of `len` cells.
-fn spans(len: usize, tile: usize, halo: usize) -> Vec<Span> {
-    (0..len)
-        .step_by(tile.max(1))
-        .map(|start| {
-            let end = (start + tile).min(len);
-            Span {
-                start,
-                end,
-                lo: start.saturating_sub(halo),
-                hi: (end + halo).min(len),
-            }
-        })
-        .collect()
+fn spans(len: usize, tile: usize, halo: usize) -> impl Iterator<Item = Span> {
+    (0..len).step_by(tile.max(1)).map(move |start| {
+        let end = (start + tile).min(len);
+        Span {
+            start,
+            end,
+            lo: start.saturating_sub(halo),
+            hi: (end + halo).min(len),
+        }
+    })
 }
 
 /// The own part of the tiles, `(rows, columns)` of cells, for `batch`
@@ -114,7 +111,7 @@ impl VqVae {
         let Some((rows, columns)) = tile_shape(b, gh, gw, halo, max_cells) else {
             return self.encode_latents(x).map(|z| z.detach());
         };
-        let columns = spans(gw, columns, halo);
+        let columns: Vec<Span> = spans(gw, columns, halo).collect();
         let mut bands = Vec::new();
         for ty in spans(gh, rows, halo) {
             let mut band = Vec::new();
@@ -146,7 +143,7 @@ impl VqVae {
         let Some((rows, columns)) = tile_shape(b, gh, gw, halo, max_cells) else {
             return emit(0, 0, &self.decode(indices)?.contiguous()?);
         };
-        let columns = spans(gw, columns, halo);
+        let columns: Vec<Span> = spans(gw, columns, halo).collect();
         for ty in spans(gh, rows, halo) {
             for tx in &columns {
                 let latents = self.dequantize(&window(indices, (2, 3), &ty, tx, 1)?)?;
@@ -156,6 +153,30 @@ impl VqVae {
             }
         }
         Ok(())
+    }
+}
+
+impl VqVae {
+    /// Latent cells, halos included, that [`VqVae::decode_tiled`] passes
+    /// through the decoder for `batch` planes of a `gh x gw` grid with a
+    /// pass of `max_cells`: the grid's own cells when it fits in one pass,
+    /// else every tile's window (up to four times the grid, as a tile's
+    /// own part is at least 8 cells a side and its halo reaches 4 further
+    /// on each side for the shipped model's decoder).
+    pub fn decode_passed_cells(&self, batch: usize, gh: usize, gw: usize, max_cells: usize) -> u64 {
+        let halo = self.decoder_halo();
+        let cells = |v: usize| v as u64;
+        let Some((rows, columns)) = tile_shape(batch, gh, gw, halo, max_cells) else {
+            return cells(batch)
+                .saturating_mul(cells(gh))
+                .saturating_mul(cells(gw));
+        };
+        let passed = |len: usize, tile: usize| -> u64 {
+            spans(len, tile, halo).map(|s| cells(s.with_halo())).sum()
+        };
+        cells(batch)
+            .saturating_mul(passed(gh, rows))
+            .saturating_mul(passed(gw, columns))
     }
 }
 
@@ -177,12 +198,28 @@ mod tests {
 
     #[test]
     fn spans_cover_the_side_once_with_clipped_halos() {
-        let s = spans(20, 8, 3);
+        let s: Vec<Span> = spans(20, 8, 3).collect();
         let own: Vec<(usize, usize)> = s.iter().map(|s| (s.start, s.end)).collect();
         assert_eq!(own, [(0, 8), (8, 16), (16, 20)]);
         let passed: Vec<(usize, usize)> = s.iter().map(|s| (s.lo, s.hi)).collect();
         assert_eq!(passed, [(0, 11), (5, 19), (13, 20)]);
-        assert!(spans(0, 8, 3).is_empty());
+        assert!(spans(0, 8, 3).next().is_none());
+    }
+
+    #[test]
+    fn passed_cells_count_every_tile_window_with_its_halo() {
+        let net = network();
+        assert_eq!(net.decoder_halo(), 4);
+        // One pass: the grid's own cells.
+        assert_eq!(net.decode_passed_cells(3, 7, 7, 147), 147);
+        // 8x8 tiles of a 32x32 grid pass windows of 12, 16, 16 and 12
+        // cells a side (halos clipped at the edges): 56 x 56.
+        assert_eq!(tile_shape(1, 32, 32, 4, 256), Some((8, 8)));
+        assert_eq!(net.decode_passed_cells(1, 32, 32, 256), 56 * 56);
+        assert_eq!(net.decode_passed_cells(2, 32, 32, 512), 2 * 56 * 56);
+        // Large tiles spend little on their halos.
+        let (cells, passed) = (1000 * 1000, net.decode_passed_cells(1, 1000, 1000, 1 << 14));
+        assert!(passed > cells && passed < cells * 3 / 2, "{passed}");
     }
 
     #[test]
