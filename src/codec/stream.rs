@@ -209,10 +209,10 @@ pub const SAMPLES_PER_FRAME_BYTE: u64 = 4096;
 /// Multiply-adds a [`Decoder`] may spend on one stream, all frames
 /// together, besides [`WORK_PER_FRAME_BYTE`] per byte of frames, unless
 /// told otherwise ([`Decoder::with_max_work`]); each frame is charged
-/// [`Model::decode_work`] before it is decoded. 2^43: about three and a
-/// half times the largest frame the default limits allow with the shipped
-/// model (a blank level-1 frame of 2^22 cells, 2.5e12), a few minutes of
-/// two cores. The sample budget alone does not bound the time: a model
+/// [`Model::decode_work`] before it is decoded. 2^43: 2.6 to 3 times the
+/// largest frame the default limits allow with the shipped model (a blank
+/// level-1 frame of 2^22 indices: 2.9e12 grey, 3.4e12 in RGBA, whose
+/// smaller tiles pass more halo), a few minutes of two cores. The sample budget alone does not bound the time: a model
 /// embedded in a stream may be far wider than the shipped one, and each
 /// sample cost up to about 100 times as much.
 pub const DEFAULT_MAX_STREAM_WORK: u64 = 1 << 43;
