@@ -15,9 +15,20 @@ fn folder_of(path: &Path) -> &Path {
 }
 
 /// Whether `a` and `b` name the same file, existing or not: their folders
-/// resolved (links, `.` and `..`) and their names compared. An output that
-/// is one of the inputs would replace it, even written atomically.
+/// resolved (links, `.` and `..`) and their names compared, or, where both
+/// exist, the same file under two names (hard links). An output that is
+/// one of the inputs would replace it, even written atomically, and
+/// `--rm` would then delete the input's last copy.
 pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b))
+            && (ma.dev(), ma.ino()) == (mb.dev(), mb.ino())
+        {
+            return true;
+        }
+    }
     fn resolved(p: &Path) -> PathBuf {
         if let Ok(full) = p.canonicalize() {
             return full;
@@ -100,5 +111,10 @@ mod tests {
         assert!(same_file(&a, &b));
         assert!(!same_file(&a, &d.join("sub/a")));
         assert!(!same_file(&a, &d.join("b")));
+        // A hard link is the same file under another name; a copy is not.
+        std::fs::hard_link(&a, d.join("link")).unwrap();
+        assert!(same_file(&a, &d.join("link")));
+        std::fs::copy(&a, d.join("copy")).unwrap();
+        assert!(!same_file(&a, &d.join("copy")));
     }
 }

@@ -120,6 +120,16 @@ fn an_output_that_is_the_input_is_refused_even_with_force() {
         "is the input",
     );
     assert_eq!(std::fs::read(d.join("x.png")).unwrap(), stream);
+    // A hard link to the input is the input under another name: with --rm,
+    // writing over it would leave no copy of the digit.
+    std::fs::hard_link(d.join("7.png"), d.join("link.vqz")).unwrap();
+    let digit = std::fs::read(d.join("7.png")).unwrap();
+    assert_fails(
+        &vqz(&["compress", "7.png", "-o", "link.vqz", "-f", "--rm"], d),
+        "is the input",
+    );
+    assert_eq!(std::fs::read(d.join("7.png")).unwrap(), digit);
+    assert_eq!(std::fs::read(d.join("link.vqz")).unwrap(), digit);
 }
 
 #[test]
