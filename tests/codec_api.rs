@@ -475,6 +475,51 @@ fn digits_between_blank_megapixels(model: &Model) -> Vec<u8> {
         .unwrap()
 }
 
+/// The numbers of the frames a decoder returns before its first error,
+/// and that error; the stream must not end without one.
+fn frames_before_error<R: std::io::Read>(dec: &mut Decoder<'_, R>) -> (Vec<u64>, CodecError) {
+    let mut numbers = Vec::new();
+    loop {
+        match dec.next_batch(1024) {
+            Ok(b) => {
+                assert!(!b.is_empty(), "ended without an error");
+                numbers.extend(b.iter().map(|d| d.number));
+            }
+            Err(e) => return (numbers, e),
+        }
+    }
+}
+
+/// The first `n` test digits as one stream at level `l`.
+fn digit_stream(model: &Model, l: u8, n: usize) -> Vec<u8> {
+    let mut enc = Encoder::new(Vec::new(), model, level(l));
+    enc.write_images(&digits(n)).unwrap();
+    enc.finish().unwrap()
+}
+
+/// The bytes of a one-stage model file with random weights, a uniform
+/// prior and the given network widths.
+fn random_model_bytes(channels_low: usize, channels_high: usize) -> Vec<u8> {
+    use vqz::entropy::Prior;
+    use vqz::model::{ModelConfig, ModelFile, ParamStore};
+    let config = ModelConfig {
+        codebook_size: 16,
+        latent_dim: 4,
+        stages: 1,
+        channels_low,
+        channels_high,
+    };
+    let file = ModelFile {
+        name: "random".into(),
+        version: "1".into(),
+        config,
+        params: ParamStore::init(&config, 1).unwrap(),
+        prior: Some(Prior::uniform(&[16]).unwrap().to_bytes()),
+        rate_weights: vec![],
+    };
+    file.to_bytes().unwrap()
+}
+
 /// A frame of a few bytes can declare a large image (an empty ANS payload
 /// decodes to every table's likeliest index), so the decoder bounds its
 /// batches by the samples they decode to, not by their frame count alone.
@@ -519,16 +564,7 @@ fn a_stream_over_the_sample_budget_stops_at_the_frame_that_crosses_it() {
     let mut dec = Decoder::new(&bytes[..], &[&model])
         .unwrap()
         .with_max_samples(budget);
-    let mut numbers = Vec::new();
-    let err = loop {
-        match dec.next_batch(1024) {
-            Ok(b) => {
-                assert!(!b.is_empty(), "ended without an error");
-                numbers.extend(b.iter().map(|d| d.number));
-            }
-            Err(e) => break e,
-        }
-    };
+    let (numbers, err) = frames_before_error(&mut dec);
     assert_eq!(numbers, [0, 1, 2]);
     let per_byte = codec::SAMPLES_PER_FRAME_BYTE;
     let most = budget + per_byte * bytes.len() as u64;
@@ -541,9 +577,7 @@ fn a_stream_over_the_sample_budget_stops_at_the_frame_that_crosses_it() {
 
     // Real images decode to far fewer samples a byte: a stream of digits
     // decodes in full with no base budget at all.
-    let mut enc = Encoder::new(Vec::new(), &model, level(1));
-    enc.write_images(&digits(20)).unwrap();
-    let stream = enc.finish().unwrap();
+    let stream = digit_stream(&model, 1, 20);
     let back: Vec<_> = Decoder::new(&stream[..], &[&model])
         .unwrap()
         .with_max_samples(0)
@@ -592,16 +626,7 @@ fn a_stream_over_the_work_budget_stops_at_the_frame_that_crosses_it() {
     let mut dec = Decoder::new(&bytes[..], &[&model])
         .unwrap()
         .with_max_work(budget);
-    let mut numbers = Vec::new();
-    let err = loop {
-        match dec.next_batch(1024) {
-            Ok(b) => {
-                assert!(!b.is_empty(), "ended without an error");
-                numbers.extend(b.iter().map(|d| d.number));
-            }
-            Err(e) => break e,
-        }
-    };
+    let (numbers, err) = frames_before_error(&mut dec);
     assert_eq!(numbers, [0, 1, 2]);
     let most = budget + codec::WORK_PER_FRAME_BYTE * bytes.len() as u64;
     assert!(
@@ -614,9 +639,7 @@ fn a_stream_over_the_work_budget_stops_at_the_frame_that_crosses_it() {
     // Real images cost far less per byte: a stream of digits decodes in
     // full with no base budget, at the lowest level and the highest.
     for l in [1, model.max_level()] {
-        let mut enc = Encoder::new(Vec::new(), &model, level(l));
-        enc.write_images(&digits(20)).unwrap();
-        let stream = enc.finish().unwrap();
+        let stream = digit_stream(&model, l, 20);
         let back: Vec<_> = Decoder::new(&stream[..], &[&model])
             .unwrap()
             .with_max_work(0)
@@ -632,26 +655,9 @@ fn a_stream_over_the_work_budget_stops_at_the_frame_that_crosses_it() {
 /// Neither its bytes nor any section's grow the budgets: only frames do.
 #[test]
 fn an_embedded_model_is_charged_its_own_work_and_its_bytes_grow_no_budget() {
-    use vqz::entropy::Prior;
     use vqz::format::{CodingMode, FileHeader, Geometry, Writer};
-    use vqz::model::{ModelConfig, ModelFile, ParamStore};
     let shipped = Model::default_model().unwrap();
-    let config = ModelConfig {
-        codebook_size: 16,
-        latent_dim: 4,
-        stages: 1,
-        channels_low: 256,
-        channels_high: 64,
-    };
-    let file = ModelFile {
-        name: "wide".into(),
-        version: "1".into(),
-        config,
-        params: ParamStore::init(&config, 1).unwrap(),
-        prior: Some(Prior::uniform(&[16]).unwrap().to_bytes()),
-        rate_weights: vec![],
-    };
-    let wide_bytes = file.to_bytes().unwrap();
+    let wide_bytes = random_model_bytes(256, 64);
     let wide = Model::from_bytes(wide_bytes.clone().into()).unwrap();
     let blank = Geometry {
         width: 512,
@@ -703,24 +709,7 @@ fn an_embedded_model_is_charged_its_own_work_and_its_bytes_grow_no_budget() {
 /// encoder says so before encoding anything.
 #[test]
 fn a_model_over_the_section_limit_is_refused_for_embedding_before_any_work() {
-    use vqz::entropy::Prior;
-    use vqz::model::{ModelConfig, ModelFile, ParamStore};
-    let config = ModelConfig {
-        codebook_size: 16,
-        latent_dim: 4,
-        stages: 1,
-        channels_low: 700,
-        channels_high: 4,
-    };
-    let file = ModelFile {
-        name: "large".into(),
-        version: "1".into(),
-        config,
-        params: ParamStore::init(&config, 1).unwrap(),
-        prior: Some(Prior::uniform(&[16]).unwrap().to_bytes()),
-        rate_weights: vec![],
-    };
-    let bytes = file.to_bytes().unwrap();
+    let bytes = random_model_bytes(700, 4);
     assert!(bytes.len() > 64 << 20, "{} bytes", bytes.len());
     let large = Model::from_bytes(bytes.into()).unwrap();
     let options = CompressOptions {
