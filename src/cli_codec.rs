@@ -438,35 +438,23 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     if let Some(o) = &a.output {
         check_not_an_input(o, input)?;
     }
-    let mut dec = Decoder::new(&bytes[..], &[&model])
+    let dec = Decoder::new(&bytes[..], &[&model])
         .with_context(|| name.clone())?
         .with_max_samples(a.limits.max_samples)
         .with_max_work(a.limits.max_work);
     // Decode until the stream is known to hold one image or several; after
     // that, a folder of PNGs is written batch by batch, so memory holds one
     // batch of images, not the whole stream.
-    let mut images: Vec<DecodedImage> = Vec::new();
-    let mut failure = None;
-    let mut ended = false;
-    let mut next_batch = |failure: &mut Option<CodecError>, ended: &mut bool| {
-        if failure.is_some() || *ended {
-            return Vec::new();
-        }
-        match dec.next_batch(1024) {
-            Ok(batch) => {
-                *ended = batch.is_empty();
-                batch
-            }
-            Err(e) => {
-                *failure = Some(e);
-                Vec::new()
-            }
-        }
+    let mut batches = Batches {
+        dec,
+        failure: None,
+        ended: false,
     };
-    while images.len() < 2 && failure.is_none() && !ended {
-        images.extend(next_batch(&mut failure, &mut ended));
+    let mut images: Vec<DecodedImage> = Vec::new();
+    while images.len() < 2 && batches.more() {
+        images.extend(batches.next());
     }
-    let several = images.len() > 1 || (failure.is_some() && !images.is_empty());
+    let several = images.len() > 1 || (batches.failure.is_some() && !images.is_empty());
     let to_stdout =
         a.out.stdout || a.input.as_os_str() == "-" || a.output.as_deref() == Some(Path::new("-"));
     let dest = match &a.output {
@@ -479,8 +467,8 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     if !images.is_empty() {
         if a.idx {
             // An IDX file is written whole: it holds every image anyway.
-            while failure.is_none() && !ended {
-                images.extend(next_batch(&mut failure, &mut ended));
+            while batches.more() {
+                images.extend(batches.next());
             }
             let first = &images[0].image;
             let (w, h) = (first.width() as usize, first.height() as usize);
@@ -518,7 +506,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
                         .with_context(|| format!("writing {}", p.display()))?;
                 }
                 written += images.len() as u64;
-                images = next_batch(&mut failure, &mut ended);
+                images = batches.next();
             }
             if existed {
                 warn_of_other_frames(&dest, written);
@@ -528,7 +516,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
             written = 1;
         }
     }
-    if let Some(e) = failure {
+    if let Some(e) = batches.failure {
         if written > 0 {
             eprintln!(
                 "vqz: {name}: wrote the {written} complete image{} before the error",
@@ -549,6 +537,37 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A stream's decoder read batch by batch until it ends or fails, keeping
+/// the failure for after the images before it are written.
+struct Batches<'m, R: std::io::Read> {
+    dec: Decoder<'m, R>,
+    failure: Option<CodecError>,
+    ended: bool,
+}
+
+impl<R: std::io::Read> Batches<'_, R> {
+    fn more(&self) -> bool {
+        self.failure.is_none() && !self.ended
+    }
+
+    /// The next batch of images; none once the stream ended or failed.
+    fn next(&mut self) -> Vec<DecodedImage> {
+        if !self.more() {
+            return Vec::new();
+        }
+        match self.dec.next_batch(1024) {
+            Ok(batch) => {
+                self.ended = batch.is_empty();
+                batch
+            }
+            Err(e) => {
+                self.failure = Some(e);
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// Warns if `dir`, which existed before this run wrote frames 0 to
@@ -582,15 +601,12 @@ fn warn_of_other_frames(dir: &Path, written: u64) {
 /// A decoding error with what was being decoded, and for the sample and
 /// work budgets, how to raise them.
 fn decode_error(e: CodecError, what: String) -> anyhow::Error {
-    match e {
-        CodecError::SampleLimit { .. } => {
-            anyhow::anyhow!("{what}: {e}; --max-samples N raises it for a trusted stream")
-        }
-        CodecError::WorkLimit { .. } => {
-            anyhow::anyhow!("{what}: {e}; --max-work N raises it for a trusted stream")
-        }
-        e => anyhow::Error::new(e).context(what),
-    }
+    let flag = match e {
+        CodecError::SampleLimit { .. } => "--max-samples",
+        CodecError::WorkLimit { .. } => "--max-work",
+        e => return anyhow::Error::new(e).context(what),
+    };
+    anyhow::anyhow!("{what}: {e}; {flag} N raises it for a trusted stream")
 }
 
 fn mode_name(m: CodingMode) -> &'static str {

@@ -134,17 +134,14 @@ impl Model {
         let (gw, gh) = g.grid_dims(self.grid_stride_log2());
         let (gw, gh, planes) = (gw as usize, gh as usize, usize::from(g.channels));
         let cell_pixels = (GRID_STRIDE * GRID_STRIDE) as u64;
-        // A frame within one pass shares it with others; a larger one is
-        // decoded alone, in tiles (see `codec::batch::reconstruct`).
         let cells = (planes as u64)
             .saturating_mul(gw as u64)
             .saturating_mul(gh as u64);
-        let passed = if cells.saturating_mul(cell_pixels) <= self.pass_pixels() as u64 {
-            cells
-        } else {
+        // A frame within one pass shares it with others; a larger one is
+        // decoded alone, in tiles (see `codec::batch::reconstruct`).
+        let passed =
             self.net
-                .decode_passed_cells(planes, gh, gw, self.pass_pixels() / cell_pixels as usize)
-        };
+                .decode_passed_cells(planes, gh, gw, self.pass_pixels() / cell_pixels as usize);
         let network = passed
             .saturating_mul(cell_pixels)
             .saturating_mul(self.net.decode_work_per_pixel(usize::from(stages)));

@@ -86,7 +86,6 @@ impl<'m, W: Write> Encoder<'m, W> {
     /// Writes the file header, with `geometry` as the default, unless written.
     fn open(&mut self, geometry: Geometry) -> Result<(), CodecError> {
         if self.writer.is_none() {
-            self.check_embeddable()?;
             let inner = self
                 .pending
                 .take()
@@ -159,6 +158,9 @@ impl<'m, W: Write> Encoder<'m, W> {
             height: 4,
             channels: 1,
         };
+        if self.writer.is_none() {
+            self.check_embeddable()?;
+        }
         self.open(fallback)?;
         let w = self
             .writer
@@ -195,8 +197,7 @@ pub const DECODE_BATCH_SAMPLES: usize = 1 << 20;
 /// images together, besides [`SAMPLES_PER_FRAME_BYTE`] per byte of the
 /// stream's frames, unless told otherwise ([`Decoder::with_max_samples`]):
 /// 2^28, 256 MiB of 8-bit samples: four times the largest frame the
-/// default [`Limits`] allow at grid stride 4 (2^22
-/// cells of 16 pixels).
+/// default [`Limits`] allow at grid stride 4 (2^22 cells of 16 pixels).
 pub const DEFAULT_MAX_STREAM_SAMPLES: u64 = 1 << 28;
 
 /// Samples a [`Decoder`]'s sample budget grows by per byte of frames it
@@ -212,9 +213,10 @@ pub const SAMPLES_PER_FRAME_BYTE: u64 = 4096;
 /// [`Model::decode_work`] before it is decoded. 2^43: 2.6 to 3 times the
 /// largest frame the default limits allow with the shipped model (a blank
 /// level-1 frame of 2^22 indices: 2.9e12 grey, 3.4e12 in RGBA, whose
-/// smaller tiles pass more halo), a few minutes of two cores. The sample budget alone does not bound the time: a model
-/// embedded in a stream may be far wider than the shipped one, and each
-/// sample cost up to about 100 times as much.
+/// smaller tiles pass more halo), a few minutes of two cores. The sample
+/// budget alone does not bound the time: a model embedded in a stream may
+/// be far wider than the shipped one, and each sample cost up to about 100
+/// times as much.
 pub const DEFAULT_MAX_STREAM_WORK: u64 = 1 << 43;
 
 /// Multiply-adds a [`Decoder`]'s work budget grows by per byte of frames
@@ -244,13 +246,38 @@ pub struct Decoder<'m, R: Read> {
     done: bool,
     /// Bytes of the frames read so far, which the budgets grow with.
     frame_bytes: u64,
-    /// Samples of every frame read so far, and the most allowed.
-    samples_read: u64,
-    max_samples: u64,
-    /// Work ([`Model::decode_work`]) of every frame read so far, and the
-    /// most allowed.
-    work_read: u64,
-    max_work: u64,
+    /// Samples of every frame read so far, against their budget.
+    samples: Budget,
+    /// Work ([`Model::decode_work`]) of every frame read so far, against
+    /// its budget.
+    work: Budget,
+}
+
+/// What a stream has used of something, against a base allowance that
+/// grows with the bytes of its frames.
+struct Budget {
+    used: u64,
+    base: u64,
+    per_frame_byte: u64,
+}
+
+impl Budget {
+    fn new(base: u64, per_frame_byte: u64) -> Self {
+        Self {
+            used: 0,
+            base,
+            per_frame_byte,
+        }
+    }
+
+    /// Adds `amount`; returns the limit if the total is now over it.
+    fn charge(&mut self, amount: u64, frame_bytes: u64) -> Option<u64> {
+        self.used = self.used.saturating_add(amount);
+        let limit = self
+            .base
+            .saturating_add(self.per_frame_byte.saturating_mul(frame_bytes));
+        (self.used > limit).then_some(limit)
+    }
 }
 
 impl<'m, R: Read> Decoder<'m, R> {
@@ -291,10 +318,8 @@ impl<'m, R: Read> Decoder<'m, R> {
             pending_error: None,
             done: false,
             frame_bytes: 0,
-            samples_read: 0,
-            max_samples: DEFAULT_MAX_STREAM_SAMPLES,
-            work_read: 0,
-            max_work: DEFAULT_MAX_STREAM_WORK,
+            samples: Budget::new(DEFAULT_MAX_STREAM_SAMPLES, SAMPLES_PER_FRAME_BYTE),
+            work: Budget::new(DEFAULT_MAX_STREAM_WORK, WORK_PER_FRAME_BYTE),
         })
     }
 
@@ -307,7 +332,7 @@ impl<'m, R: Read> Decoder<'m, R> {
     /// what a small hostile stream costs in memory and time; raise it for
     /// trusted streams of mostly blank large images.
     pub fn with_max_samples(mut self, max_samples: u64) -> Self {
-        self.max_samples = max_samples;
+        self.samples.base = max_samples;
         self
     }
 
@@ -320,7 +345,7 @@ impl<'m, R: Read> Decoder<'m, R> {
     /// costs whatever its model: an embedded model can make every sample
     /// many times as costly as the shipped model does.
     pub fn with_max_work(mut self, max_work: u64) -> Self {
-        self.max_work = max_work;
+        self.work.base = max_work;
         self
     }
 
@@ -399,9 +424,7 @@ impl<'m, R: Read> Decoder<'m, R> {
                 .saturating_add(self.reader.bytes_read().saturating_sub(offset));
             let g = f.header.geometry;
             let n = g.width as usize * g.height as usize * g.channels as usize;
-            self.samples_read = self.samples_read.saturating_add(n as u64);
-            let limit = budget(self.max_samples, SAMPLES_PER_FRAME_BYTE, self.frame_bytes);
-            if self.samples_read > limit {
+            if let Some(limit) = self.samples.charge(n as u64, self.frame_bytes) {
                 self.pending_error = Some(CodecError::SampleLimit {
                     frame: f.number,
                     limit,
@@ -416,9 +439,7 @@ impl<'m, R: Read> Decoder<'m, R> {
                 break;
             }
             let work = self.model().decode_work(g, f.header.stages);
-            self.work_read = self.work_read.saturating_add(work);
-            let limit = budget(self.max_work, WORK_PER_FRAME_BYTE, self.frame_bytes);
-            if self.work_read > limit {
+            if let Some(limit) = self.work.charge(work, self.frame_bytes) {
                 self.pending_error = Some(CodecError::WorkLimit {
                     frame: f.number,
                     limit,
@@ -473,11 +494,6 @@ impl<'m, R: Read> Decoder<'m, R> {
             })
             .collect())
     }
-}
-
-/// A budget of `base` plus `per_byte` for each of `bytes`.
-fn budget(base: u64, per_byte: u64, bytes: u64) -> u64 {
-    base.saturating_add(per_byte.saturating_mul(bytes))
 }
 
 impl<R: Read> Iterator for Decoder<'_, R> {

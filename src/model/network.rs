@@ -7,7 +7,7 @@ use candle_core::{D, DType, Result, Tensor, Var};
 
 use super::layers::{Conv, depth_to_space, space_to_depth, squared_distances};
 use super::params::{ParamStore, codebook_name, conv_layers};
-use super::{ModelConfig, ModelError};
+use super::{GRID_STRIDE, ModelConfig, ModelError};
 
 /// A VQ-VAE built from a [`ParamStore`]; it shares the store's tensors, so
 /// training updates to the store are seen by the network.
@@ -225,17 +225,9 @@ impl VqVae {
     /// its output, with the activation after it, at that layer's
     /// resolution. The shipped model holds 223; a wider model more.
     pub fn floats_per_pixel(&self) -> usize {
-        let per_layer = |c: &Conv, px: &usize| {
-            (c.kernel() * c.kernel() * c.in_channels() + 2 * c.out_channels()).div_ceil(*px)
-        };
-        let sum = |range: std::ops::RangeInclusive<usize>| -> usize {
-            self.convs[range.clone()]
-                .iter()
-                .zip(&PIXELS_PER_POSITION[range])
-                .map(|(c, px)| per_layer(c, px))
-                .sum()
-        };
-        sum(ENC_IN..=ENC_OUT).max(sum(DEC_IN..=DEC_OUT))
+        let floats = |c: &Conv| c.kernel() * c.kernel() * c.in_channels() + 2 * c.out_channels();
+        self.per_pixel(ENC_IN..=ENC_OUT, floats)
+            .max(self.per_pixel(DEC_IN..=DEC_OUT, floats))
     }
 
     /// Multiply-adds the decoder spends per image pixel (per plane) on a
@@ -244,15 +236,25 @@ impl VqVae {
     /// shape: about 23,000 for the shipped model, up to about 170 times
     /// that for the widest shape a model file may declare.
     pub fn decode_work_per_pixel(&self, stages: usize) -> u64 {
-        let dequantize = (stages * self.config.latent_dim).div_ceil(16);
-        let convs: usize = self.convs[DEC_IN..=DEC_OUT]
-            .iter()
-            .zip(&PIXELS_PER_POSITION[DEC_IN..=DEC_OUT])
-            .map(|(c, px)| {
-                (c.kernel() * c.kernel() * c.in_channels() * c.out_channels()).div_ceil(*px)
-            })
-            .sum();
+        let dequantize = (stages * self.config.latent_dim).div_ceil(GRID_STRIDE * GRID_STRIDE);
+        let convs = self.per_pixel(DEC_IN..=DEC_OUT, |c| {
+            c.kernel() * c.kernel() * c.in_channels() * c.out_channels()
+        });
         (dequantize + convs) as u64
+    }
+
+    /// The sum over the convolutions `range` of `per_position(conv)` spread
+    /// over the image pixels each of its positions covers.
+    fn per_pixel(
+        &self,
+        range: std::ops::RangeInclusive<usize>,
+        per_position: impl Fn(&Conv) -> usize,
+    ) -> usize {
+        self.convs[range.clone()]
+            .iter()
+            .zip(&PIXELS_PER_POSITION[range])
+            .map(|(c, px)| per_position(c).div_ceil(*px))
+            .sum()
     }
 
     /// Code indices `(b, stages, gh, gw)` to images `(b, 4 gh, 4 gw, 1)`.
