@@ -612,6 +612,7 @@ fn decode_error(e: CodecError, what: String) -> anyhow::Error {
 fn mode_name(m: CodingMode) -> &'static str {
     match m {
         CodingMode::Ans => "ans",
+        CodingMode::AnsPlain => "ans-3.x",
         CodingMode::Stored => "stored",
     }
 }

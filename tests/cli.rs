@@ -60,7 +60,7 @@ fn compress_then_decompress_a_digit() {
     assert_eq!((back.width(), back.height()), (28, 28));
     let info = vqz(&["info", "7.png.vqz"], d);
     let text = String::from_utf8_lossy(&info.stdout);
-    assert!(text.contains("vqz 3.0") && text.contains("known"), "{text}");
+    assert!(text.contains("vqz 4.0") && text.contains("known"), "{text}");
     assert!(text.contains("ends with:  final frame 0"), "{text}");
     assert_eq!(
         vqz_len,

@@ -338,7 +338,7 @@ fn a_one_image_file_is_its_frame_plus_the_header() {
     // payload length): 15 bytes of overhead.
     assert_eq!(bytes.len() as u64, 10 + sum.final_frame_bytes);
     assert_eq!(bytes.len(), sum.payload_bytes + 15);
-    assert_eq!(bytes[3], 0x30, "format 3.0");
+    assert_eq!(bytes[3], 0x40, "format 4.0");
     assert_eq!(bytes[4] & 0x40, 0x40, "square");
     assert_eq!(bytes[10] & 0x20, 0x20, "the frame is final");
     // Anything after the final frame is an error.

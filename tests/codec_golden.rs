@@ -39,6 +39,38 @@ fn the_previous_models_digits_still_code_and_decode_with_it() {
     check_digits(&model, "mnist-5");
 }
 
+/// The shipped model's digits as the format 3.0 encoder wrote them (plain
+/// ANS steps): they still decode, to the same pixels as the 4.0 files.
+#[test]
+fn the_shipped_models_3_0_files_still_decode() {
+    let model = Model::default_model().unwrap();
+    let mut saved = 0;
+    for n in 0..10 {
+        let old = golden_in("codec-v3", &format!("{n}.vqz"));
+        let new = golden_in("codec", &format!("{n}.vqz"));
+        assert_eq!(old[3], 0x30, "digit {n}: format 3.0");
+        assert_eq!(new[3], 0x40, "digit {n}: format 4.0");
+        let back = codec::decompress(&old, &model).unwrap();
+        let expected =
+            image::load_from_memory(&golden_in("codec-v3", &format!("{n}.png"))).unwrap();
+        let worst = back
+            .as_bytes()
+            .iter()
+            .zip(expected.as_bytes())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 1, "digit {n}: a pixel differs by {worst}");
+        assert_eq!(
+            back.as_bytes(),
+            codec::decompress(&new, &model).unwrap().as_bytes(),
+            "digit {n}: the same indices in either format"
+        );
+        saved += old.len() - new.len();
+    }
+    assert!(saved >= 10, "4.0 files are {saved} bytes smaller in all");
+}
+
 fn check_digits(model: &Model, dir: &str) {
     let golden = |name: &str| golden_in(dir, name);
     for n in 0..10 {
@@ -66,9 +98,10 @@ fn check_digits(model: &Model, dir: &str) {
 }
 
 /// A 532x532 mosaic of 361 test digits is larger than one pass of the
-/// network, so it is encoded and decoded in tiles. The golden files were
-/// made by the earlier encoder, which ran the network over the whole image
-/// at once: the tiles must put together exactly the same result.
+/// network, so it is encoded and decoded in tiles. `mosaic-v3.vqz` and
+/// `mosaic.png` were made by an earlier encoder, which ran the network over
+/// the whole image at once: the tiles must put together exactly the same
+/// pixels, and `mosaic.vqz` (format 4.0) must decode to them too.
 #[test]
 fn an_image_larger_than_one_network_pass_codes_as_if_it_went_through_whole() {
     // The goldens predate the learned prior; the tiling is the network's.
@@ -108,4 +141,6 @@ fn an_image_larger_than_one_network_pass_codes_as_if_it_went_through_whole() {
         expected.as_bytes(),
         "tiled decoder output changed"
     );
+    let whole = codec::decompress(&golden("mosaic-v3.vqz"), &model).unwrap();
+    assert_eq!(whole.as_bytes(), expected.as_bytes());
 }

@@ -301,6 +301,34 @@ fn table_for(
         .clone()
 }
 
+/// Spec section 9.1: `R(x, j)`, the position of the pair `(x, j)` among all
+/// pairs `(y, i)`, `y < F_i`, ordered by `(2y + 1) / (2 F_i)`, ties by `i`.
+fn spec_small_rank(f: &[u64], x: u64, j: usize) -> u64 {
+    (0..f.len())
+        .map(|i| {
+            let t = (2 * x + 1) * f[i] - u64::from(i >= j);
+            (t / f[j]).div_ceil(2).min(f[i])
+        })
+        .sum()
+}
+
+/// The pair with `R(x', j) = x`. `R(y, j)` lies within `K` of
+/// `(y + 1/2) 2^16 / F_j`, so only the `y` near `(x + 1/2) F_j / 2^16` can
+/// match; each is tried.
+fn spec_small_inverse(f: &[u64], x: u64) -> (u64, usize) {
+    let k = f.len() as u64;
+    for (j, &fj) in f.iter().enumerate() {
+        let lo = (x.saturating_sub(k + 1) * fj) >> 16;
+        let hi = (((x + k + 2) * fj) >> 16).min(fj - 1);
+        for y in lo.saturating_sub(1)..=hi {
+            if spec_small_rank(f, y, j) == x {
+                return (y, j);
+            }
+        }
+    }
+    panic!("no pair has rank {x}")
+}
+
 /// Spec section 9.
 fn spec_decode(
     stages: &[SpecStage],
@@ -343,7 +371,8 @@ fn spec_decode(
                 return None;
             }
         }
-        CodingMode::Ans => {
+        CodingMode::Ans | CodingMode::AnsPlain => {
+            let small_states = mode == CodingMode::Ans;
             if payload.first() == Some(&0) {
                 return None;
             }
@@ -370,6 +399,14 @@ fn spec_decode(
                 assert!(f.iter().all(|&fk| fk >= 1));
                 let k = f.len();
                 let r = (0..k).fold(0, |best, j| if f[j] > f[best] { j } else { best });
+                if small_states && x < 1 << 16 {
+                    // Section 9.1: the pair (x', j) with R(x', j) = x.
+                    let rotated: Vec<u64> = (0..k).map(|j| u64::from(f[(j + r) % k])).collect();
+                    let (prev, j) = spec_small_inverse(&rotated, x);
+                    x = prev;
+                    idx.push(((j + r) % k) as u16);
+                    continue;
+                }
                 let q = (x & 0xffff) as u32;
                 let mut c = 0u32;
                 let mut j = 0;

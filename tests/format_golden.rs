@@ -5,9 +5,10 @@
 //! The files are a format freeze: never regenerate them to make a test pass.
 //! A change here is a format change and bumps the version (spec section 2).
 //! `VQZ_WRITE_GOLDEN=1 cargo test --test format_golden -- --ignored` wrote them
-//! (and `--test format_spec_dump` the spec example). `digits-v1.vqz` is the
-//! version 1.0 `digits.vqz`, kept as it was written by the 1.0 writer: 2.x
-//! readers must go on reading it.
+//! (and `--test format_spec_dump` the spec example). `digits-v1.vqz`,
+//! `digits-v2.vqz` and `digits-v3.vqz` are `digits.vqz` as the 1.0, 2.0 and
+//! 3.0 writers made it (and `learned-digits-v3.vqz` the 3.0
+//! `learned-digits.vqz`), kept as they were: readers must go on reading them.
 
 #[path = "support/learned.rs"]
 mod learned;
@@ -46,7 +47,7 @@ const DIGIT: Geometry = Geometry {
 /// One decoded frame as text: `stages mode i0 i1 ...`.
 fn frame_line(stages: u8, mode: CodingMode, indices: &[u16]) -> String {
     let mode = match mode {
-        CodingMode::Ans => "ans",
+        CodingMode::Ans | CodingMode::AnsPlain => "ans",
         CodingMode::Stored => "stored",
     };
     let list: Vec<String> = indices.iter().map(u16::to_string).collect();
@@ -341,10 +342,10 @@ fn golden_digits_decode_to_their_indices() {
         .collect();
     assert_eq!(write_digits(&prior_bytes, &prior, &grids), bytes);
 
-    // Format 3.0: square (no height stored), ended by its last frame marked
+    // Format 4.0: square (no height stored), ended by its last frame marked
     // final, which stores no payload length (no end marker).
-    assert_eq!(reader.header().version_major, 3);
-    assert_eq!(&bytes[3..5], [0x30, 0x50]);
+    assert_eq!(reader.header().version_major, 4);
+    assert_eq!(&bytes[3..5], [0x40, 0x50]);
     assert_eq!(bytes[10], 0x08, "frame 0 follows the width");
     let index = FileIndex::from_bytes(&bytes).unwrap();
     let finals: Vec<bool> = index
@@ -362,32 +363,20 @@ fn golden_digits_decode_to_their_indices() {
     assert_eq!(last.offset + last.len_bytes, bytes.len() as u64);
 }
 
-/// Rewrites an older file's frames with this crate's writer (format 3.0),
-/// its last frame final.
-fn rewrite(bytes: &[u8]) -> Vec<u8> {
+/// Copies an older file's frames, as they are, into this crate's writer.
+fn rewrite(bytes: &[u8]) -> Result<Vec<u8>, vqz::format::FormatError> {
     let index = FileIndex::from_bytes(bytes).unwrap();
-    let mut writer = Writer::new(Vec::new(), index.header(), None).unwrap();
-    let (last, rest) = index.frames().split_last().unwrap();
-    for entry in rest {
+    let mut writer = Writer::new(Vec::new(), index.header(), None)?;
+    for entry in index.frames() {
         let f = index.frame(entry.number).unwrap();
-        writer
-            .write_frame(
-                f.header.coding_mode,
-                f.header.stages,
-                f.header.geometry,
-                &f.payload,
-            )
-            .unwrap();
-    }
-    let f = index.frame(last.number).unwrap();
-    writer
-        .finish_with_frame(
+        writer.write_frame(
             f.header.coding_mode,
             f.header.stages,
             f.header.geometry,
             &f.payload,
-        )
-        .unwrap()
+        )?;
+    }
+    writer.finish()
 }
 
 #[test]
@@ -398,33 +387,44 @@ fn golden_files_of_older_versions_still_read() {
     let expected: Vec<&str> = expected.lines().collect();
     let v1 = read_golden("digits-v1.vqz");
     let v2 = read_golden("digits-v2.vqz");
-    let v3 = read_golden("digits.vqz");
+    let v3 = read_golden("digits-v3.vqz");
+    let v4 = read_golden("digits.vqz");
     let read_all = |bytes: &[u8]| -> Vec<vqz::format::Frame> {
         Reader::new(bytes)
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    let new = read_all(&v3);
-    for (bytes, version, ends_final) in [(&v1, (1, 0), false), (&v2, (2, 0), true)] {
+    let v3_frames = read_all(&v3);
+    for (bytes, version, ends_final) in [
+        (&v1, (1, 0), false),
+        (&v2, (2, 0), true),
+        (&v3, (3, 0), true),
+    ] {
         let reader = Reader::new(&bytes[..]).unwrap();
         let header = reader.header();
         assert_eq!((header.version_major, header.version_minor), version);
         assert_eq!(bytes[3], version.0 << 4);
-        // The height is stored (no square flag before 3.0).
-        assert_eq!(&bytes[9..11], [28, 28]);
+        assert!(!header.has_small_ans_states());
         assert_eq!(decode_file(bytes, &prior).unwrap(), expected);
         let old = read_all(bytes);
         assert_eq!(old.len(), 10);
         assert!(old[..9].iter().all(|f| !f.header.final_frame));
         assert_eq!(old[9].header.final_frame, ends_final);
-        for (mut a, b) in old.into_iter().zip(new.iter()) {
+        // The same frames, byte for byte, in every older version; their ANS
+        // payloads take the plain steps throughout.
+        for (mut a, b) in old.into_iter().zip(v3_frames.iter()) {
             a.header.final_frame = b.header.final_frame;
             assert_eq!(&a, b);
+            assert_ne!(a.header.coding_mode, CodingMode::Ans);
         }
-        // Rewritten by this crate's writer it is the 3.0 golden.
-        assert_eq!(rewrite(bytes), v3);
+        // Such payloads cannot go into a 4.x stream as they are.
+        let err = rewrite(bytes).unwrap_err().to_string();
+        assert!(err.contains("4.x"), "{err}");
     }
+    // The height is stored before 3.0 (no square flag).
+    assert_eq!(&v1[9..11], [28, 28]);
+    assert_eq!(&v2[9..11], [28, 28]);
     // The 1.0 stream ends with the end marker (tag 0x81, count 10); the 2.0
     // one with a final frame that still stores its payload length.
     assert_eq!(&v1[v1.len() - 2..], [0x81, 10]);
@@ -436,6 +436,27 @@ fn golden_files_of_older_versions_still_read() {
         1 + 1 + u64::from(last.header.payload_len) + 4
     );
     assert_eq!(v2.len(), v3.len() + 2, "square flag and no final length");
+    // 4.0 keeps 3.0's container; only its ANS payloads change, and they are
+    // shorter: the small-state steps (spec section 9.1).
+    let v4_frames = read_all(&v4);
+    let mut saved = 0i64;
+    for (a, b) in v3_frames.iter().zip(&v4_frames) {
+        assert_eq!(a.header.stages, b.header.stages);
+        assert_eq!(a.header.geometry, b.header.geometry);
+        match a.header.coding_mode {
+            CodingMode::Stored => assert_eq!(a.payload, b.payload),
+            _ => {
+                assert_eq!(b.header.coding_mode, CodingMode::Ans);
+                saved += a.payload.len() as i64 - b.payload.len() as i64;
+            }
+        }
+    }
+    assert!(saved > 0, "4.0 payloads are {saved} bytes shorter");
+    let learned_prior = Prior::from_bytes(&read_golden("learned.vqzp")).unwrap();
+    assert_eq!(
+        decode_file(&read_golden("learned-digits-v3.vqz"), &learned_prior).unwrap(),
+        decode_file(&read_golden("learned-digits.vqz"), &learned_prior).unwrap()
+    );
 }
 
 #[test]
@@ -464,7 +485,7 @@ fn golden_embedded_file_decodes() {
     assert!(reader.next_frame().unwrap().is_none());
     // Frames written as they came, then the end marker (2 frames); 12x8 is
     // not square, so the height is stored.
-    assert_eq!(bytes[3], 0x30);
+    assert_eq!(bytes[3], 0x40);
     assert_eq!(&bytes[9..11], [12, 8]);
     assert_eq!(&bytes[bytes.len() - 2..], [0x81, 2]);
     assert_eq!(
@@ -487,6 +508,7 @@ fn every_bit_flip_of_a_golden_file_is_rejected() {
         ("digits.vqz", &prior),
         ("digits-v1.vqz", &prior),
         ("digits-v2.vqz", &prior),
+        ("digits-v3.vqz", &prior),
         ("embedded.vqz", &uniform),
         ("spec-example.vqz", &uniform),
     ] {

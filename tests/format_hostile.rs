@@ -208,20 +208,20 @@ fn clear_messages_for_bad_files() {
     );
     assert_eq!(
         header_bytes(),
-        header_bytes_of(0x30),
-        "the writer writes 3.0"
+        header_bytes_of(0x40),
+        "the writer writes 4.0"
     );
-    for (version, major) in [(0x43, 4), (0x03, 0), (0xF0, 15)] {
+    for (version, major) in [(0x53, 5), (0x03, 0), (0xF0, 15)] {
         let mut bytes = header_bytes();
         bytes[3] = version;
         let err = read_all(&bytes).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("file is vqz format {major}.x; this reader supports 1.x to 3.x")
+            format!("file is vqz format {major}.x; this reader supports 1.x to 4.x")
         );
     }
-    // Every minor version of 1, 2 and 3 is read (CRCs cover the header as written).
-    for version in [0x10, 0x1F, 0x20, 0x2F, 0x30, 0x3F] {
+    // Every minor version of 1 to 4 is read (CRCs cover the header as written).
+    for version in [0x10, 0x1F, 0x20, 0x2F, 0x30, 0x3F, 0x40, 0x4F] {
         let mut bytes = header_bytes_of(version);
         bytes.extend_from_slice(&[0x81, 0x00]);
         assert_eq!(read_all(&bytes).unwrap(), 0, "version {version:#04x}");

@@ -88,7 +88,7 @@ fn spec_read(data: &[u8]) -> Result<Vec<SpecFrame>, String> {
     }
     let version = b.u8()?;
     let major = version >> 4;
-    if !(1..=3).contains(&major) {
+    if !(1..=4).contains(&major) {
         return Err(format!("version {major}"));
     }
     let flags = b.u8()?;
@@ -229,7 +229,7 @@ fn library_read(data: &[u8]) -> Result<Vec<SpecFrame>, String> {
         let h = f.header;
         frames.push(SpecFrame {
             stages: h.stages,
-            ans: h.coding_mode == vqz::format::CodingMode::Ans,
+            ans: h.coding_mode != vqz::format::CodingMode::Stored,
             geometry: (h.geometry.width, h.geometry.height, h.geometry.channels),
             final_frame: h.final_frame,
             payload: f.payload,
@@ -258,10 +258,11 @@ fn golden(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-const GOLDEN: [&str; 5] = [
+const GOLDEN: [&str; 6] = [
     "digits.vqz",
     "digits-v1.vqz",
     "digits-v2.vqz",
+    "digits-v3.vqz",
     "embedded.vqz",
     "spec-example.vqz",
 ];

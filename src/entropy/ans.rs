@@ -2,27 +2,50 @@
 //! with 32-bit words, a 64-bit state and 16-bit precision, and the mapping
 //! between its word stack and payload bytes.
 
+use constriction::stream::model::{EncoderModel, IterableEntropyModel};
 use constriction::stream::{Decode, Encode, stack::DefaultAnsCoder};
+use multiversion::multiversion;
 
-use super::prior::TableRef;
+use super::PRECISION;
+use super::prior::{Table, TableRef};
 
 use super::error::{EntropyError, Result};
 
 /// Encodes symbols given in coding order; `table_for(i, symbols)` returns the
 /// table for position `i`. Symbols are pushed last to first so the decoder
-/// pops them first to last.
+/// pops them first to last. With `small_regime` (format 4.x) states below
+/// `2^16` take the small-regime step of spec section 9.1.
 pub(crate) fn encode<'a>(
     symbols: &[u16],
+    small_regime: bool,
     mut table_for: impl FnMut(usize) -> Result<TableRef<'a>>,
 ) -> Result<Vec<u8>> {
     let mut coder = DefaultAnsCoder::new();
+    // The state while in the small regime; None once past it.
+    let mut small = small_regime.then_some(0u64);
+    let mut freqs = Vec::new();
     for (i, &symbol) in symbols.iter().enumerate().rev() {
         let table = table_for(i)?;
-        coder
-            .encode_symbol(table.rotate(symbol), &table.model)
-            .map_err(|e| {
-                EntropyError::InvalidArgument(format!("symbol {i} cannot be coded: {e}"))
-            })?;
+        let j = table.rotate(symbol);
+        if let Some(x) = small {
+            if x < freq_at(&table, j) {
+                small = Some(if x == 0 && j == 0 {
+                    0
+                } else {
+                    cdf_freqs(&table, &mut freqs);
+                    small_rank(&freqs, x, j)
+                });
+                continue;
+            }
+            coder = DefaultAnsCoder::from_raw_parts(Vec::new(), x);
+            small = None;
+        }
+        coder.encode_symbol(j, &table.model).map_err(|e| {
+            EntropyError::InvalidArgument(format!("symbol {i} cannot be coded: {e}"))
+        })?;
+    }
+    if let Some(x) = small {
+        coder = DefaultAnsCoder::from_raw_parts(Vec::new(), x);
     }
     let words = coder
         .into_compressed()
@@ -62,25 +85,50 @@ fn payload_to_words(payload: &[u8]) -> Result<Vec<u32>> {
 pub(crate) fn decode<'a>(
     payload: &[u8],
     n: usize,
+    small_regime: bool,
     mut table_for: impl FnMut(usize, &[u16]) -> Result<TableRef<'a>>,
 ) -> Result<Vec<u16>> {
     let words = payload_to_words(payload)?;
     let mut coder =
         DefaultAnsCoder::from_compressed(words).map_err(|_| EntropyError::AnsLeadingZero)?;
     let mut symbols: Vec<u16> = Vec::with_capacity(n);
+    // The state once in the small regime (no words left, state below 2^16).
+    let mut small: Option<u64> = None;
+    let mut freqs = Vec::new();
     for i in 0..n {
         let table = table_for(i, &symbols)?;
-        let position = coder
-            .decode_symbol(&table.model)
-            .unwrap_or_else(|e| match e {
-                constriction::CoderError::Frontend(never)
-                | constriction::CoderError::Backend(never) => match never {},
-            });
+        if small_regime && small.is_none() && coder.bulk().is_empty() {
+            let (bulk, state) = coder.into_raw_parts();
+            if state < SMALL {
+                small = Some(state);
+            }
+            coder = DefaultAnsCoder::from_raw_parts(bulk, state);
+        }
+        let position = match small {
+            Some(0) => 0,
+            Some(x) => {
+                cdf_freqs(&table, &mut freqs);
+                let (prev, j) = small_unrank(&freqs, x);
+                small = Some(prev);
+                j
+            }
+            None => coder
+                .decode_symbol(&table.model)
+                .unwrap_or_else(|e| match e {
+                    constriction::CoderError::Frontend(never)
+                    | constriction::CoderError::Backend(never) => match never {},
+                }),
+        };
         symbols.push(table.unrotate(position));
     }
-    if !coder.is_empty() || !coder.bulk().is_empty() {
-        let (bulk, state) = coder.into_raw_parts();
-        let bits_left = (bulk.len() as u32).saturating_mul(32) + (64 - state.leading_zeros());
+    let left = match small {
+        Some(x) => (x != 0).then(|| 64 - x.leading_zeros()),
+        None => (!coder.is_empty() || !coder.bulk().is_empty()).then(|| {
+            let (bulk, state) = coder.into_raw_parts();
+            (bulk.len() as u32).saturating_mul(32) + (64 - state.leading_zeros())
+        }),
+    };
+    if let Some(bits_left) = left {
         return Err(EntropyError::AnsNotConsumed {
             symbols: n,
             bits_left,
@@ -89,9 +137,232 @@ pub(crate) fn decode<'a>(
     Ok(symbols)
 }
 
+/// States below this are the small regime (spec section 9.1).
+const SMALL: u64 = 1 << PRECISION;
+
+/// Frequencies of `table` in CDF order, into `out`.
+fn cdf_freqs(table: &Table, out: &mut Vec<f64>) {
+    out.clear();
+    out.extend(
+        table
+            .model
+            .symbol_table()
+            .map(|(_, _, p)| f64::from(p.get())),
+    );
+}
+
+/// Frequency of CDF position `j`.
+fn freq_at(table: &Table, j: usize) -> u64 {
+    table
+        .model
+        .left_cumulative_and_probability(j)
+        .map_or(0, |(_, p)| u64::from(p.get()))
+}
+
+// The small-state arithmetic runs in f64, which is exact here: every
+// product is below 2^51, and a quotient n / d (n < 2^34, d <= 2^16) that is
+// not an integer lies at least 1 / d from one, far more than the rounding
+// of a correctly rounded division, so its floor is the integer one.
+
+/// `R(x, j)` of spec section 9.1: the rank of the pair `(x, j)` (`x < f[j]`)
+/// among all pairs `(y, i)`, `y < f[i]`, ordered by the key
+/// `(2y + 1) / (2 f[i])`, ties by `i`.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2", "x86_64+sse4.1", "aarch64+neon"))]
+fn small_rank(f: &[f64], x: u64, j: usize) -> u64 {
+    let fj = f[j];
+    let a = (2 * x + 1) as f64;
+    // Pairs (y, i) with (2y + 1) fj < a fi, or <= for i < j: the number of
+    // odd numbers up to floor(t / fj), t = a fi (- 1 for i >= j).
+    let count = |fi: f64, t: f64| ((t / fj).floor() * 0.5 + 0.5).floor().min(fi);
+    let (before, from) = f.split_at(j);
+    let before: f64 = before.iter().map(|&fi| count(fi, a * fi)).sum();
+    let from: f64 = from.iter().map(|&fi| count(fi, a * fi - 1.0)).sum();
+    (before + from) as u64
+}
+
+/// Keys are compared with `t / 2^KEY_BITS`: distinct keys differ by at
+/// least `1 / (4 f_i f_k) >= 2^-32`.
+const KEY_BITS: i32 = 34;
+
+/// Pairs with a key of at most `t / 2^KEY_BITS`.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2", "x86_64+sse4.1", "aarch64+neon"))]
+fn count_le(f: &[f64], t: u64) -> u64 {
+    let scale = (t as f64) * (-(KEY_BITS - 1) as f64).exp2();
+    f.iter()
+        .map(|&fi| ((scale * fi).floor() * 0.5 + 0.5).floor().min(fi))
+        .sum::<f64>() as u64
+}
+
+/// Inverse of [`small_rank`]: the pair `(x, j)` of rank `r < 2^PRECISION`.
+fn small_unrank(f: &[f64], r: u64) -> (u64, usize) {
+    // Most pairs met here are the likeliest symbol's, whose ranks grow by
+    // about 2^16 / f[0] per step of x: try it first.
+    let f0 = f[0] as u64;
+    let density = f[0] / SMALL as f64;
+    let mut x = (((2 * r + 1) * f0) >> (PRECISION + 1)).min(f0 - 1);
+    for _ in 0..3 {
+        let got = small_rank(f, x, 0);
+        if got == r {
+            return (x, 0);
+        }
+        let step = ((r as f64 - got as f64) * density).round() as i64;
+        let step = if step == 0 {
+            (r as i64 - got as i64).signum()
+        } else {
+            step
+        };
+        x = x.saturating_add_signed(step).min(f0 - 1);
+    }
+    // The smallest t with more than r keys at most t / 2^KEY_BITS: the
+    // keys in ((t - 1) / 2^KEY_BITS, t / 2^KEY_BITS] are then all equal,
+    // and the pair of rank r is among them. About r / 2^16 keys lie below
+    // r / 2^16, give or take half the table's size.
+    let k = f.len() as u64;
+    let shift = KEY_BITS as u32 - PRECISION as u32;
+    let mut lo = r.saturating_sub(k + 1) << shift;
+    let mut hi = ((r + k + 2) << shift).min(1 << KEY_BITS);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if count_le(f, mid) > r {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let t = lo;
+    let mut skip = r - count_le(f, t - 1);
+    let per_symbol = |fi: f64, t: u64| count_le(&[fi], t);
+    for (j, &fj) in f.iter().enumerate() {
+        let below = per_symbol(fj, t - 1);
+        if per_symbol(fj, t) > below {
+            if skip == 0 {
+                return (below, j);
+            }
+            skip -= 1;
+        }
+    }
+    unreachable!("every rank below 2^PRECISION has a pair")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entropy::prior::table_from_freqs;
+
+    /// A small xorshift generator: tests need no crate for this.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Frequencies summing to 2^16, each at least 1, skewed by `peak`.
+    fn random_freqs(rng: &mut Rng, k: usize, peak: u64) -> Vec<u32> {
+        let weights: Vec<u64> = (0..k)
+            .map(|i| 1 + rng.next() % 1000 + if i == 3 % k { peak } else { 0 })
+            .collect();
+        let total: u64 = weights.iter().sum();
+        let spare = SMALL - k as u64;
+        let mut f: Vec<u32> = weights
+            .iter()
+            .map(|w| (1 + w * spare / total) as u32)
+            .collect();
+        let sum: u64 = f.iter().map(|&v| u64::from(v)).sum();
+        f[0] += (SMALL - sum) as u32;
+        f
+    }
+
+    #[test]
+    fn the_small_step_orders_every_state_once() {
+        let tables: [&[f64]; 5] = [
+            &[32768.0, 32768.0],
+            &[65535.0, 1.0],
+            &[1.0, 65535.0],
+            &[40000.0, 20000.0, 5000.0, 536.0],
+            &[16384.0, 16384.0, 16384.0, 16384.0],
+        ];
+        for f in tables {
+            let mut seen = vec![false; SMALL as usize];
+            for (j, &fj) in f.iter().enumerate() {
+                let fj = fj as u64;
+                for x in 0..fj {
+                    let r = small_rank(f, x, j);
+                    assert!(r < SMALL && !seen[r as usize], "{f:?}: ({x}, {j}) -> {r}");
+                    seen[r as usize] = true;
+                    assert_eq!(small_unrank(f, r), (x, j), "{f:?}");
+                    // The state grows by the symbol's probability.
+                    let ideal = (2 * x + 1) as f64 * SMALL as f64 / (2 * fj) as f64;
+                    assert!(
+                        (r as f64 - ideal).abs() <= f.len() as f64,
+                        "{f:?}: {r} vs {ideal}"
+                    );
+                }
+            }
+        }
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for k in [3, 17, 512, 4096] {
+            let f: Vec<f64> = random_freqs(&mut rng, k, 30_000)
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            for _ in 0..2000 {
+                let j = (rng.next() % k as u64) as usize;
+                let x = rng.next() % f[j] as u64;
+                assert_eq!(small_unrank(&f, small_rank(&f, x, j)), (x, j));
+            }
+        }
+    }
+
+    #[test]
+    fn payloads_round_trip_in_both_kinds_of_steps() {
+        let mut rng = Rng(0x0123_4567_89AB_CDEF);
+        for round in 0..300 {
+            let k = [2, 5, 64, 512][round % 4];
+            let peak = [0, 5_000, 200_000, 10_000_000][(round / 4) % 4];
+            let tables: Vec<Table> = (0..4)
+                .map(|_| table_from_freqs(&random_freqs(&mut rng, k, peak)).unwrap())
+                .collect();
+            let n = (rng.next() % 60) as usize;
+            let symbols: Vec<u16> = (0..n)
+                .map(|_| {
+                    // Mostly the likeliest symbol, as in real grids.
+                    if rng.next().is_multiple_of(4) {
+                        (rng.next() % k as u64) as u16
+                    } else {
+                        tables[0].rotation
+                    }
+                })
+                .collect();
+            let table = |i: usize| TableRef::Borrowed(&tables[i % tables.len()]);
+            for small_states in [true, false] {
+                let payload = encode(&symbols, small_states, |i| Ok(table(i))).unwrap();
+                let back = decode(&payload, n, small_states, |i, _| Ok(table(i))).unwrap();
+                assert_eq!(back, symbols, "round {round}, small states {small_states}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_steps_make_payloads_shorter_at_the_start() {
+        // One likely symbol (probability 1/2) placed high in the CDF: the
+        // plain step codes it alone as about log2(c_j) = 15 bits.
+        let mut f = vec![1u32; 512];
+        f[0] = 32768;
+        f[300] = 32768 - 510;
+        let table = table_from_freqs(&f).unwrap();
+        let at = |_: usize| Ok(TableRef::Borrowed(&table));
+        let plain = encode(&[300], false, at).unwrap();
+        let small = encode(&[300], true, at).unwrap();
+        assert_eq!(plain.len(), 2);
+        assert_eq!(small, [1], "the second likeliest pair at state 0 is rank 1");
+        assert_eq!(decode(&small, 1, true, |_, _| at(0)).unwrap(), [300]);
+        // Each payload decodes in its own kind of steps only.
+        assert_ne!(decode(&small, 1, false, |_, _| at(0)).ok(), Some(vec![300]));
+    }
 
     #[test]
     fn payload_bytes_trim_the_top_word() {

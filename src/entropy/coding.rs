@@ -155,7 +155,9 @@ pub fn encode_grid(prior: &Prior, grid: &IndexGrid) -> Result<(CodingMode, Vec<u
         .map(|&k| stored::index_bits(k))
         .collect();
     let stored_len = stored::stored_len(&layout, n, &widths);
-    let payload = ans::encode(&grid.indices, |i| used.table(&layout, &grid.indices, i))?;
+    let payload = ans::encode(&grid.indices, true, |i| {
+        used.table(&layout, &grid.indices, i)
+    })?;
     if payload.len() < stored_len {
         Ok((CodingMode::Ans, payload))
     } else {
@@ -190,7 +192,12 @@ pub fn decode_grid(
                 .collect();
             stored::decode(&layout, n, &widths, &used.num_symbols, payload)?
         }
-        CodingMode::Ans => ans::decode(payload, n, |i, decoded| used.table(&layout, decoded, i))?,
+        CodingMode::Ans | CodingMode::AnsPlain => {
+            let small_states = mode == CodingMode::Ans;
+            ans::decode(payload, n, small_states, |i, decoded| {
+                used.table(&layout, decoded, i)
+            })?
+        }
     };
     Ok(IndexGrid {
         grid_width,

@@ -129,7 +129,7 @@ pub enum FormatError {
     },
 
     // ---- valid, but not something this reader supports ----
-    /// The file's major version is not one this reader reads (1 to 3).
+    /// The file's major version is not one this reader reads (1 to 4).
     #[error("file is vqz format {major}.x; this reader supports 1.x to {supported}.x")]
     UnsupportedVersion {
         /// Major version in the file.

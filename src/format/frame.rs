@@ -33,8 +33,12 @@ const DESCRIPTOR_RESERVED_V1: u8 = DESCRIPTOR_RESERVED | DESCRIPTOR_FINAL;
 pub enum CodingMode {
     /// Indices bit-packed at a fixed width per stage.
     Stored,
-    /// rANS under the model's context prior.
+    /// rANS under the model's context prior, with the small-state steps of
+    /// format 4.x (spec section 9.1).
     Ans,
+    /// rANS under the model's context prior as formats 1.x to 3.x code it:
+    /// the plain rANS step throughout. Read from older files, never written.
+    AnsPlain,
 }
 
 /// A frame's header with its geometry resolved against the file default.
@@ -68,7 +72,7 @@ impl FrameHeader {
         let default = &file.default_geometry;
         let explicit = self.geometry != *default;
         let mut descriptor = self.stages.saturating_sub(1) & DESCRIPTOR_STAGES;
-        if self.coding_mode == CodingMode::Ans {
+        if self.coding_mode != CodingMode::Stored {
             descriptor |= DESCRIPTOR_ANS;
         }
         if explicit {
@@ -163,10 +167,12 @@ pub(crate) fn read_frame<R: Read>(
     }
     let final_frame = descriptor & DESCRIPTOR_FINAL != 0;
     let stages = (descriptor & DESCRIPTOR_STAGES) + 1;
-    let coding_mode = if descriptor & DESCRIPTOR_ANS != 0 {
+    let coding_mode = if descriptor & DESCRIPTOR_ANS == 0 {
+        CodingMode::Stored
+    } else if file_header.has_small_ans_states() {
         CodingMode::Ans
     } else {
-        CodingMode::Stored
+        CodingMode::AnsPlain
     };
     let default = file_header.default_geometry;
     let geometry = if descriptor & DESCRIPTOR_GEOMETRY != 0 {

@@ -12,7 +12,7 @@ use super::varint;
 /// The three magic bytes every vqz file starts with: `vqz`.
 pub const MAGIC: [u8; 3] = *b"vqz";
 /// Major version this crate writes (and the newest it reads).
-pub const VERSION_MAJOR: u8 = 3;
+pub const VERSION_MAJOR: u8 = 4;
 /// Minor version this crate writes.
 pub const VERSION_MINOR: u8 = 0;
 /// Oldest major version this crate reads: 1.x files (no final-frame flag)
@@ -24,6 +24,11 @@ pub(crate) const FINAL_FRAME_SINCE_MAJOR: u8 = 2;
 /// First major version with the square flag (flags bit 6) and final frames
 /// without a payload length.
 pub(crate) const COMPACT_SINCE_MAJOR: u8 = 3;
+/// First major version whose ANS payloads take the small-state steps
+/// (spec section 9.1); older ANS payloads are read as [`CodingMode::AnsPlain`].
+///
+/// [`CodingMode::AnsPlain`]: super::CodingMode::AnsPlain
+pub(crate) const SMALL_ANS_STATES_SINCE_MAJOR: u8 = 4;
 /// Largest latent grid stride exponent (stride 128).
 pub const MAX_GRID_STRIDE_LOG2: u8 = 7;
 
@@ -149,7 +154,7 @@ fn channels_from_code(code: u8) -> Option<u8> {
 /// The file header: everything a decoder needs before the first frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHeader {
-    /// Major version: 3 for what this crate writes; 1 to 3 for what it reads.
+    /// Major version: 4 for what this crate writes; 1 to 4 for what it reads.
     pub version_major: u8,
     /// Minor version; a reader accepts any minor of a major it reads.
     pub version_minor: u8,
@@ -166,7 +171,7 @@ pub struct FileHeader {
 }
 
 impl FileHeader {
-    /// A version-3.0 header without an embedded model.
+    /// A version-4.0 header without an embedded model.
     pub fn new(model_id: ModelId, default_geometry: Geometry, grid_stride_log2: u8) -> Self {
         Self {
             version_major: VERSION_MAJOR,
@@ -211,6 +216,11 @@ impl FileHeader {
     /// CRC-32 that ends the input).
     pub fn is_compact(&self) -> bool {
         self.version_major >= COMPACT_SINCE_MAJOR
+    }
+
+    /// Whether this file's ANS payloads take the small-state steps (4.x).
+    pub fn has_small_ans_states(&self) -> bool {
+        self.version_major >= SMALL_ANS_STATES_SINCE_MAJOR
     }
 
     /// Whether the header stores the square flag instead of the height.
@@ -383,14 +393,19 @@ mod tests {
         let mut header = FileHeader::new(ModelId([1, 2, 3, 4]), digit(), 2);
         header.model_embedded = true;
         let bytes = header.to_bytes().unwrap();
-        // magic, version 3.0, flags (model | channels 0 | stride 2 << 3 |
+        // magic, version 4.0, flags (model | channels 0 | stride 2 << 3 |
         // square), id, width 28 (the height is the width)
-        assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x30, 0x51, 1, 2, 3, 4, 28]);
+        assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x40, 0x51, 1, 2, 3, 4, 28]);
         assert!(header.has_final_frame_flag() && header.is_compact());
+        assert!(header.has_small_ans_states());
         // Not square: the height is stored.
         header.default_geometry.height = 20;
         let bytes = header.to_bytes().unwrap();
-        assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x30, 0x11, 1, 2, 3, 4, 28, 20]);
+        assert_eq!(bytes, [0x76, 0x71, 0x7a, 0x40, 0x11, 1, 2, 3, 4, 28, 20]);
+        // A 3.x header has the same layout; its ANS payloads take plain steps.
+        header.version_major = 3;
+        assert_eq!(header.to_bytes().unwrap()[3], 0x30);
+        assert!(header.is_compact() && !header.has_small_ans_states());
         // A 2.x header stores the height of a square image too.
         header.default_geometry.height = 28;
         header.version_major = 2;

@@ -24,7 +24,7 @@ pub struct Writer<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
-    /// Writes the file header (always version 3.0, whatever `header` says;
+    /// Writes the file header (always version 4.0, whatever `header` says;
     /// `model_embedded` is set from `embedded_model`) and, if given, the
     /// model section.
     pub fn new(inner: W, header: &FileHeader, embedded_model: Option<&[u8]>) -> Result<Self> {
@@ -101,6 +101,13 @@ impl<W: Write> Writer<W> {
         final_frame: bool,
     ) -> Result<FrameHeader> {
         let limits = Limits::DEFAULT;
+        if coding_mode == CodingMode::AnsPlain {
+            return Err(FormatError::InvalidArgument(
+                "a 1.x to 3.x ANS payload cannot go into a 4.x stream (its steps differ); \
+                 code the indices again"
+                    .into(),
+            ));
+        }
         if !(1..=MAX_STAGES).contains(&stages) {
             return Err(FormatError::InvalidArgument(format!(
                 "stages must be 1..={MAX_STAGES}, not {stages}"

@@ -62,9 +62,24 @@ pub fn container_reader(data: &[u8]) {
                 );
             }
             // Rewritten as it ended: by its final frame, or by the end marker.
-            // (A 1.x or 2.x input is rewritten as 3.0; the frames stay the same.)
+            // (A 1.x to 3.x input is rewritten as 4.0; the frames stay the
+            // same, except that an older ANS payload cannot go into 4.0.)
             let mut writer =
                 Writer::new(Vec::new(), header, model.as_deref()).expect("header rewrites");
+            if let Some(f) = frames
+                .iter()
+                .find(|f| f.header.coding_mode == CodingMode::AnsPlain)
+            {
+                assert!(!header.has_small_ans_states());
+                let refused = writer.write_frame(
+                    f.header.coding_mode,
+                    f.header.stages,
+                    f.header.geometry,
+                    &f.payload,
+                );
+                assert!(refused.is_err(), "an older ANS payload is refused");
+                return;
+            }
             let (last, rest) = match frames.split_last() {
                 Some((last, rest)) if last.header.final_frame => (Some(last), rest),
                 _ => (None, &frames[..]),
