@@ -13,16 +13,16 @@ use super::error::{EntropyError, Result};
 
 /// Encodes symbols given in coding order; `table_for(i, symbols)` returns the
 /// table for position `i`. Symbols are pushed last to first so the decoder
-/// pops them first to last. With `small_regime` (format 4.x) states below
-/// `2^16` take the small-regime step of spec section 9.1.
+/// pops them first to last. With `small_states` (format 4.x) states below
+/// `2^16` take the small-state steps of spec section 9.1.
 pub(crate) fn encode<'a>(
     symbols: &[u16],
-    small_regime: bool,
+    small_states: bool,
     mut table_for: impl FnMut(usize) -> Result<TableRef<'a>>,
 ) -> Result<Vec<u8>> {
     let mut coder = DefaultAnsCoder::new();
-    // The state while in the small regime; None once past it.
-    let mut small = small_regime.then_some(0u64);
+    // The state while every step has been a small-state step; None after.
+    let mut small = small_states.then_some(0u64);
     let mut freqs = Vec::new();
     for (i, &symbol) in symbols.iter().enumerate().rev() {
         let table = table_for(i)?;
@@ -85,19 +85,19 @@ fn payload_to_words(payload: &[u8]) -> Result<Vec<u32>> {
 pub(crate) fn decode<'a>(
     payload: &[u8],
     n: usize,
-    small_regime: bool,
+    small_states: bool,
     mut table_for: impl FnMut(usize, &[u16]) -> Result<TableRef<'a>>,
 ) -> Result<Vec<u16>> {
     let words = payload_to_words(payload)?;
     let mut coder =
         DefaultAnsCoder::from_compressed(words).map_err(|_| EntropyError::AnsLeadingZero)?;
     let mut symbols: Vec<u16> = Vec::with_capacity(n);
-    // The state once in the small regime (no words left, state below 2^16).
+    // The state once below 2^16 (no words left): small-state steps from then on.
     let mut small: Option<u64> = None;
     let mut freqs = Vec::new();
     for i in 0..n {
         let table = table_for(i, &symbols)?;
-        if small_regime && small.is_none() && coder.bulk().is_empty() {
+        if small_states && small.is_none() && coder.bulk().is_empty() {
             let (bulk, state) = coder.into_raw_parts();
             if state < SMALL {
                 small = Some(state);
@@ -137,7 +137,7 @@ pub(crate) fn decode<'a>(
     Ok(symbols)
 }
 
-/// States below this are the small regime (spec section 9.1).
+/// States below this take the small-state step (spec section 9.1).
 const SMALL: u64 = 1 << PRECISION;
 
 /// Frequencies of `table` in CDF order, into `out`.
