@@ -125,11 +125,12 @@ impl Model {
     /// `stages` takes at most with this model: the decoder network over
     /// its planes (padded to the latent grid; over every tile's window,
     /// halo included, for a frame too large for one pass), and for every
-    /// index a pass of the prior's network, as if no table were cached.
+    /// index a pass of the prior's network, as if no table were cached, and
+    /// a small-state ANS step ([`crate::entropy::Prior::work_per_index`]).
     /// Fixed by the frame's header and the model's shape, so the stream
     /// decoder charges it before decoding the frame
     /// ([`super::Decoder::with_max_work`]). For the shipped model a 28x28
-    /// digit costs 30 to 103 million, from level 1 to 6.
+    /// digit costs 39 to 161 million, from level 1 to 6.
     pub fn decode_work(&self, g: Geometry, stages: u8) -> u64 {
         let (gw, gh) = g.grid_dims(self.grid_stride_log2());
         let (gw, gh, planes) = (gw as usize, gh as usize, usize::from(g.channels));

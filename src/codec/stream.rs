@@ -210,9 +210,9 @@ pub const SAMPLES_PER_FRAME_BYTE: u64 = 4096;
 /// Multiply-adds a [`Decoder`] may spend on one stream, all frames
 /// together, besides [`WORK_PER_FRAME_BYTE`] per byte of frames, unless
 /// told otherwise ([`Decoder::with_max_work`]); each frame is charged
-/// [`Model::decode_work`] before it is decoded. 2^43: 2.6 to 3 times the
+/// [`Model::decode_work`] before it is decoded. 2^43: 2.1 to 2.4 times the
 /// largest frame the default limits allow with the shipped model (a blank
-/// level-1 frame of 2^22 indices: 2.9e12 grey, 3.4e12 in RGBA, whose
+/// level-1 frame of 2^22 indices: 3.7e12 grey, 4.2e12 in RGBA, whose
 /// smaller tiles pass more halo), a few minutes of two cores. The sample
 /// budget alone does not bound the time: a model embedded in a stream may
 /// be far wider than the shipped one, and each sample cost up to about 100
@@ -220,8 +220,8 @@ pub const SAMPLES_PER_FRAME_BYTE: u64 = 4096;
 pub const DEFAULT_MAX_STREAM_WORK: u64 = 1 << 43;
 
 /// Multiply-adds a [`Decoder`]'s work budget grows by per byte of frames
-/// it has read: 2^24, about 7 times what a digit at level 1 costs per byte
-/// of its frame with the shipped model, and 20 times at level 6.
+/// it has read: 2^24, about 5 times what a digit at level 1 costs per byte
+/// of its frame with the shipped model, and 13 times at level 6.
 pub const WORK_PER_FRAME_BYTE: u64 = 1 << 24;
 
 /// Images the iterator of a [`Decoder`] decodes at a time: the network

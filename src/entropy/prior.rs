@@ -256,14 +256,21 @@ impl Prior {
         }
     }
 
-    /// Multiply-adds computing the table of one index of stage `stage`
-    /// can take at most: a learned stage's network pass (when its table is
-    /// not cached), 0 for class contexts, whose tables are built on load.
+    /// Multiply-adds (or their equal in time) decoding one index of stage
+    /// `stage` can take at most: its table (a learned stage's network pass
+    /// when the table is not cached; nothing for class contexts, whose
+    /// tables are built on load), plus a small-state ANS step (spec section
+    /// 9.1), a search over the stage's `K` frequencies.
     pub fn work_per_index(&self, stage: usize) -> u64 {
-        match &self.model {
+        let table = match &self.model {
             PriorModel::Classes(_) => 0,
             PriorModel::Learned(s) => s.get(stage).map_or(0, |s| s.work_per_index() as u64),
-        }
+        };
+        let k = u8::try_from(stage)
+            .ok()
+            .and_then(|s| self.num_symbols(s))
+            .map_or(0, u64::from);
+        table + k * super::ans::SMALL_STEP_WORK_PER_SYMBOL
     }
 
     /// Number of stages modelled.

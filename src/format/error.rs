@@ -98,7 +98,7 @@ pub enum FormatError {
         /// CRC-32 of the bytes read.
         computed: u32,
     },
-    /// The final frame of a 3.x file (which has no payload length: its
+    /// The final frame of a 3.x or later file (which has no payload length: its
     /// payload runs to the CRC-32 at the end of the input) does not match
     /// its CRC-32. A stream cut inside that frame, or with bytes appended
     /// after it, reads this way as well as a damaged one.

@@ -50,7 +50,7 @@ pub struct FrameHeader {
     pub stages: u8,
     /// The frame's geometry (its own, or the file default).
     pub geometry: Geometry,
-    /// Payload length in bytes (in a 3.x final frame, not stored but implied
+    /// Payload length in bytes (in a final frame since 3.0, not stored but implied
     /// by the end of the input).
     pub payload_len: u32,
     /// Whether this is the final frame (descriptor bit 5, since format 2.0): the
@@ -67,7 +67,7 @@ impl FrameHeader {
 
     /// Appends the frame header bytes (descriptor to payload length) for a
     /// file with header `file`: geometry only when it differs from the file
-    /// default, the payload length unless the frame ends a 3.x file.
+    /// default, the payload length unless the frame ends a 3.x or later file.
     pub(crate) fn encode(&self, file: &FileHeader, out: &mut Vec<u8>) {
         let default = &file.default_geometry;
         let explicit = self.geometry != *default;
@@ -87,7 +87,7 @@ impl FrameHeader {
             varint::encode(u64::from(self.geometry.height), out);
             out.push(self.geometry.channels);
         }
-        // The final frame of a 3.x file has no payload length.
+        // The final frame of a 3.x or later file has no payload length.
         if !(self.final_frame && file.is_compact()) {
             varint::encode(u64::from(self.payload_len), out);
         }
@@ -273,7 +273,7 @@ pub(crate) fn read_frame<R: Read>(
     })
 }
 
-/// Reads the payload and CRC-32 of a 3.x final frame: every byte to the end
+/// Reads the payload and CRC-32 of a final frame (3.0 and later): every byte to the end
 /// of the input, the last 4 being the CRC-32, with at most `limit` bytes of
 /// payload (never reading more than `limit + 5` bytes). `reader_limit` says
 /// whether `limit` is the reader's payload limit (lower than the format's

@@ -33,9 +33,9 @@ pub(crate) const SMALL_ANS_STATES_SINCE_MAJOR: u8 = 4;
 pub const MAX_GRID_STRIDE_LOG2: u8 = 7;
 
 const FLAG_MODEL_EMBEDDED: u8 = 0x01;
-/// Flags bit 6, format 3.x: the default height equals the width and is not stored.
+/// Flags bit 6, since format 3.0: the default height equals the width and is not stored.
 const FLAG_SQUARE: u8 = 0x40;
-/// Reserved flag bits in a 3.x file.
+/// Reserved flag bits since 3.0.
 const FLAGS_RESERVED: u8 = 0x80;
 /// Reserved flag bits in a 1.x or 2.x file, which have no square flag.
 const FLAGS_RESERVED_V2: u8 = FLAGS_RESERVED | FLAG_SQUARE;

@@ -39,9 +39,10 @@ enum State {
 /// properly: after its final frame (checking that no byte follows it) or at
 /// a valid end marker. A stream cut short yields every complete frame, then
 /// an error ([`FormatError::Truncated`] or [`FormatError::MissingEndMarker`];
-/// [`FormatError::FinalFrameCrcMismatch`] for a cut inside a 3.x final frame).
+/// [`FormatError::FinalFrameCrcMismatch`] for a cut inside a final frame
+/// without a length, since 3.0).
 ///
-/// A 3.x final frame stores no payload length: its payload runs to the CRC-32
+/// A final frame (since 3.0) stores no payload length: its payload runs to the CRC-32
 /// at the end of the input, so the reader returns it only once the input has
 /// ended, and the input must hold nothing after the stream.
 ///
