@@ -53,13 +53,7 @@ fn the_shipped_models_3_0_files_still_decode() {
         let back = codec::decompress(&old, &model).unwrap();
         let expected =
             image::load_from_memory(&golden_in("codec-v3", &format!("{n}.png"))).unwrap();
-        let worst = back
-            .as_bytes()
-            .iter()
-            .zip(expected.as_bytes())
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
+        let worst = worst_difference(&back, &expected);
         assert!(worst <= 1, "digit {n}: a pixel differs by {worst}");
         assert_eq!(
             back.as_bytes(),
@@ -69,6 +63,16 @@ fn the_shipped_models_3_0_files_still_decode() {
         saved += old.len() - new.len();
     }
     assert!(saved >= 10, "4.0 files are {saved} bytes smaller in all");
+}
+
+/// The largest difference between two images' samples.
+fn worst_difference(a: &image::DynamicImage, b: &image::DynamicImage) -> u8 {
+    a.as_bytes()
+        .iter()
+        .zip(b.as_bytes())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap()
 }
 
 fn check_digits(model: &Model, dir: &str) {
@@ -86,13 +90,7 @@ fn check_digits(model: &Model, dir: &str) {
         assert_eq!(back.color(), expected.color());
         // The network is floating point: allow one grey level of difference
         // for another summation order, nothing more.
-        let worst = back
-            .as_bytes()
-            .iter()
-            .zip(expected.as_bytes())
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
+        let worst = worst_difference(&back, &expected);
         assert!(worst <= 1, "{dir}: digit {n}: a pixel differs by {worst}");
     }
 }
