@@ -2,12 +2,12 @@
 //! with 32-bit words, a 64-bit state and 16-bit precision, and the mapping
 //! between its word stack and payload bytes.
 
-use constriction::stream::model::{EncoderModel, IterableEntropyModel};
+use constriction::stream::model::IterableEntropyModel;
 use constriction::stream::{Decode, Encode, stack::DefaultAnsCoder};
 use multiversion::multiversion;
 
 use super::PRECISION;
-use super::prior::{Table, TableRef};
+use super::prior::{Table, TableRef, freq};
 
 use super::error::{EntropyError, Result};
 
@@ -28,7 +28,7 @@ pub(crate) fn encode<'a>(
         let table = table_for(i)?;
         let j = table.rotate(symbol);
         if let Some(x) = small {
-            if x < freq_at(&table, j) {
+            if x < u64::from(freq(&table, symbol)) {
                 small = Some(if x == 0 && j == 0 {
                     0
                 } else {
@@ -158,14 +158,6 @@ fn cdf_freqs(table: &Table, out: &mut Vec<f64>) {
     );
 }
 
-/// Frequency of CDF position `j`.
-fn freq_at(table: &Table, j: usize) -> u64 {
-    table
-        .model
-        .left_cumulative_and_probability(j)
-        .map_or(0, |(_, p)| u64::from(p.get()))
-}
-
 // The small-state arithmetic runs in f64, which is exact here: every
 // product is below 2^51, and a quotient n / d (n < 2^34, d <= 2^16) that is
 // not an integer lies at least 1 / d from one, far more than the rounding
@@ -181,13 +173,16 @@ fn small_rank(f: &[f64], x: u64, j: usize) -> u64 {
     // Pairs (y, i) with (2y + 1) fj < a fi, or <= for i < j: the number of
     // odd numbers up to floor(t / fj), t = a fi (- 1 for i >= j).
     let (before, from) = f.split_at(j);
-    let before = lane_sum(before, |fi| {
-        ((a * fi / fj).floor() * 0.5 + 0.5).floor().min(fi)
-    });
-    let from = lane_sum(from, |fi| {
-        (((a * fi - 1.0) / fj).floor() * 0.5 + 0.5).floor().min(fi)
-    });
+    let before = lane_sum(before, |fi| odd_up_to((a * fi / fj).floor(), fi));
+    let from = lane_sum(from, |fi| odd_up_to(((a * fi - 1.0) / fj).floor(), fi));
     (before + from) as u64
+}
+
+/// The odd numbers `2y + 1 <= m` (the pairs `(y, i)` whose key lies below a
+/// bound, by `m`), at most `f_i` of them: `min(f_i, floor((m + 1) / 2))`.
+#[inline(always)]
+fn odd_up_to(m: f64, fi: f64) -> f64 {
+    (m * 0.5 + 0.5).floor().min(fi)
 }
 
 /// The sum of `term` over `f`, in eight lanes so that it vectorises: the
@@ -213,7 +208,7 @@ const KEY_BITS: u32 = 34;
 #[multiversion(targets("x86_64+avx512f", "x86_64+avx2", "x86_64+sse4.1", "aarch64+neon"))]
 fn count_le(f: &[f64], t: u64) -> u64 {
     let scale = t as f64 / (1u64 << (KEY_BITS - 1)) as f64;
-    lane_sum(f, |fi| ((scale * fi).floor() * 0.5 + 0.5).floor().min(fi)) as u64
+    lane_sum(f, |fi| odd_up_to((scale * fi).floor(), fi)) as u64
 }
 
 /// Inverse of [`small_rank`]: the pair `(x, j)` of rank `r < 2^PRECISION`.
