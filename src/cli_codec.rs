@@ -15,7 +15,7 @@ use vqz::codec::{
     self, CodecError, CompressOptions, DecodedImage, Decoder, Encoder, Model, Quality, hex,
 };
 use vqz::format::{CodingMode, FrameEntry, Reader};
-use vqz::train::data::{Dataset, idx_bytes, parse_idx_images};
+use vqz::train::data::{Dataset, idx_header, parse_idx_images};
 
 /// Options shared by every command that needs a model.
 #[derive(Args, Clone)]
@@ -102,7 +102,7 @@ pub struct DecompressArgs {
     /// Output PNG (one image), folder of PNGs (several), IDX file with --idx, or - for standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Write all images as one MNIST-style IDX file instead of PNGs.
+    /// Write all images as one MNIST-style IDX file instead of PNGs (8-bit grey images of one size only).
     #[arg(long)]
     idx: bool,
     #[command(flatten)]
@@ -466,25 +466,26 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     let mut written = 0u64;
     if !images.is_empty() {
         if a.idx {
-            // An IDX file is written whole: it holds every image anyway.
-            while batches.more() {
-                images.extend(batches.next());
-            }
+            // An IDX file is written whole (its header counts the images),
+            // so its pixels are gathered batch by batch, each image as it
+            // arrives, before anything is written.
             let first = &images[0].image;
-            let (w, h) = (first.width() as usize, first.height() as usize);
-            let planes: Vec<Vec<u8>> = images
-                .iter()
-                .map(|d| d.image.to_luma8().into_raw())
-                .collect();
-            if images
-                .iter()
-                .any(|d| d.image.width() as usize != w || d.image.height() as usize != h)
-            {
-                bail!("the images differ in size; IDX needs one size (omit --idx for PNGs)");
+            let (w, h) = (first.width(), first.height());
+            let mut idx = vec![0; 16];
+            let mut count = 0u64;
+            while !images.is_empty() {
+                for d in &images {
+                    idx.extend_from_slice(idx_plane(d, w, h)?);
+                    count += 1;
+                }
+                images = batches.next();
             }
-            let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
-            write_output(&dest, &idx_bytes(w, h, &refs), a.out.force)?;
-            written = images.len() as u64;
+            let Ok(n) = u32::try_from(count) else {
+                bail!("{count} images are more than an IDX file can count");
+            };
+            idx[..16].copy_from_slice(&idx_header(w, h, n));
+            write_output(&dest, &idx, a.out.force)?;
+            written = count;
         } else if several {
             if dest == Path::new("-") {
                 bail!(
@@ -537,6 +538,28 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The pixels of decoded image `d` for an IDX file of `w x h` 8-bit grey
+/// images. Any other kind of image is refused: writing it as grey would
+/// lose its colour or its alpha, or half its bits.
+fn idx_plane(d: &DecodedImage, w: u32, h: u32) -> Result<&[u8]> {
+    let DynamicImage::ImageLuma8(grey) = &d.image else {
+        bail!(
+            "frame {} is a {:?} image; IDX holds 8-bit grey images only (omit --idx for PNGs)",
+            d.number,
+            d.image.color()
+        );
+    };
+    if (grey.width(), grey.height()) != (w, h) {
+        bail!(
+            "frame {} is {}x{}, the first {w}x{h}; IDX needs one size (omit --idx for PNGs)",
+            d.number,
+            grey.width(),
+            grey.height()
+        );
+    }
+    Ok(grey.as_raw())
 }
 
 /// A stream's decoder read batch by batch until it ends or fails, keeping

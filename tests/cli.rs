@@ -306,6 +306,63 @@ fn an_idx_file_round_trips_through_one_stream() {
     assert_eq!(last[1] + last[2], bytes.len() as u64);
 }
 
+/// IDX holds 8-bit grey images of one size: anything else is refused
+/// before a file is written, not turned grey or cropped.
+#[test]
+fn idx_output_refuses_images_it_cannot_hold() {
+    let dir = setup();
+    let d = dir.path();
+    let colour =
+        image::RgbImage::from_fn(8, 8, |x, y| image::Rgb([x as u8 * 30, y as u8 * 30, 128]));
+    colour.save(d.join("colour.png")).unwrap();
+    assert!(
+        vqz(&["compress", "colour.png", "-o", "colour.vqz"], d)
+            .status
+            .success()
+    );
+    assert_fails(
+        &vqz(
+            &["decompress", "colour.vqz", "--idx", "-o", "colour.idx"],
+            d,
+        ),
+        "frame 0 is a Rgb8 image; IDX holds 8-bit grey images only",
+    );
+    assert!(!d.join("colour.idx").exists());
+
+    let small = image::GrayImage::from_fn(8, 12, |x, y| image::Luma([(x * y * 3) as u8]));
+    small.save(d.join("small.png")).unwrap();
+    let out = vqz(&["compress", "7.png", "small.png", "-o", "two.vqz"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_fails(
+        &vqz(&["decompress", "two.vqz", "--idx", "-o", "two.idx"], d),
+        "frame 1 is 8x12, the first 28x28",
+    );
+    assert!(!d.join("two.idx").exists());
+    // Grey images of one size come back as IDX.
+    let out = vqz(&["compress", "7.png", "7.png", "-o", "sevens.vqz"], d);
+    assert!(out.status.success());
+    let out = vqz(
+        &["decompress", "sevens.vqz", "--idx", "-o", "sevens.idx"],
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let idx = std::fs::read(d.join("sevens.idx")).unwrap();
+    assert_eq!(
+        &idx[..16],
+        &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28]
+    );
+    assert_eq!(idx.len(), 16 + 2 * 784);
+    assert_eq!(idx[16..16 + 784], idx[16 + 784..]);
+}
+
 #[test]
 fn train_refuses_options_that_cannot_work() {
     let dir = tempfile::tempdir().unwrap();

@@ -140,12 +140,27 @@ pub fn parse_idx_images(bytes: &[u8]) -> Result<Dataset, String> {
     })
 }
 
+/// The 16-byte header of an IDX file of `count` 8-bit images of
+/// `width x height`, which follow it row by row, image after image.
+pub fn idx_header(width: u32, height: u32, count: u32) -> [u8; 16] {
+    let mut header = [0; 16];
+    for (field, v) in header
+        .chunks_exact_mut(4)
+        .zip([0x0803, count, height, width])
+    {
+        field.copy_from_slice(&v.to_be_bytes());
+    }
+    header
+}
+
 /// Writes images as an IDX3 unsigned-byte file.
 pub fn idx_bytes(width: usize, height: usize, images: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + images.len() * width * height);
-    for v in [0x0803u32, images.len() as u32, height as u32, width as u32] {
-        out.extend_from_slice(&v.to_be_bytes());
-    }
+    out.extend_from_slice(&idx_header(
+        width as u32,
+        height as u32,
+        images.len() as u32,
+    ));
     for img in images {
         out.extend_from_slice(img);
     }
