@@ -30,15 +30,19 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
         }
     }
     fn resolved(p: &Path) -> PathBuf {
-        if let Ok(full) = p.canonicalize() {
-            return full;
-        }
-        match (folder_of(p).canonicalize(), p.file_name()) {
-            (Ok(f), Some(name)) => f.join(name),
-            _ => p.to_path_buf(),
-        }
+        p.canonicalize().unwrap_or_else(|_| resolved_name(p))
     }
     resolved(a) == resolved(b)
+}
+
+/// `path` with its folder resolved (links, `.` and `..`) but not its own
+/// name, so two spellings of one name compare equal while a link stays a
+/// name of its own.
+pub fn resolved_name(path: &Path) -> PathBuf {
+    match (folder_of(path).canonicalize(), path.file_name()) {
+        (Ok(f), Some(name)) => f.join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// Writes `bytes` to `path` atomically. With `overwrite` false, an

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use image::DynamicImage;
 use indicatif::{ProgressBar, ProgressStyle};
-use vqz::atomic_write::{same_file, write_atomic};
+use vqz::atomic_write::{resolved_name, same_file, write_atomic};
 use vqz::codec::{
     self, CodecError, CompressOptions, DecodedImage, Decoder, Encoder, Model, Quality, hex,
 };
@@ -250,13 +250,50 @@ fn check_not_an_input(dest: &Path, inputs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-fn remove_inputs(inputs: &[PathBuf], out: &OutputArgs) -> Result<()> {
-    if out.rm {
-        for p in inputs.iter().filter(|p| p.as_os_str() != "-") {
-            std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+/// With `--rm`, removes the input files once their output `dest` is
+/// written: each name once, however it was spelled (`7.png`, `./7.png`). Output that went to standard output may not have been kept (a
+/// pipe's reader can drop it), so then the inputs stay, as with gzip -c.
+fn remove_inputs(inputs: &[PathBuf], out: &OutputArgs, dest: &Path) -> Result<()> {
+    if !out.rm {
+        return Ok(());
+    }
+    if dest == Path::new("-") {
+        eprintln!("vqz: warning: --rm ignored: the output went to standard output; inputs kept");
+        return Ok(());
+    }
+    let mut names = std::collections::HashSet::new();
+    for p in inputs.iter().filter(|p| p.as_os_str() != "-") {
+        // A link given as input is removed, not what it points to.
+        let name = resolved_name(p);
+        if !names.insert(name) {
+            continue;
         }
+        std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// Where a command's output goes: `-o` as given (`-`: standard output);
+/// without it, standard output with `-c` or when the input is standard
+/// input, else the file `default` names.
+fn destination(
+    output: Option<&Path>,
+    out: &OutputArgs,
+    stdin_input: bool,
+    default: impl FnOnce() -> Result<PathBuf>,
+) -> Result<PathBuf> {
+    let dest = match output {
+        Some(o) if out.stdout && o != Path::new("-") => {
+            bail!("-c writes to standard output and -o names a file: give one of them")
+        }
+        Some(o) => o.to_path_buf(),
+        None if out.stdout || stdin_input => PathBuf::from("-"),
+        None => default()?,
+    };
+    if dest == Path::new("-") && std::io::stdout().is_terminal() {
+        bail!("not writing binary data to a terminal: name a file with -o, or redirect");
+    }
+    Ok(dest)
 }
 
 /// Threads for compressing one small image on a many-core machine: there
@@ -315,16 +352,14 @@ pub fn compress(a: CompressArgs) -> Result<()> {
         refine_steps: a.refine,
     };
     let stdin_input = a.inputs.iter().any(|p| p.as_os_str() == "-");
-    let dest = match (&a.output, a.out.stdout || stdin_input) {
-        (Some(o), false) => o.clone(),
-        (_, true) => PathBuf::from("-"),
-        (None, false) if a.inputs.len() == 1 => {
-            let mut p = a.inputs[0].clone().into_os_string();
-            p.push(".vqz");
-            PathBuf::from(p)
+    let dest = destination(a.output.as_deref(), &a.out, stdin_input, || {
+        if a.inputs.len() > 1 {
+            bail!("several inputs go into one stream: name it with -o FILE");
         }
-        (None, false) => bail!("several inputs go into one stream: name it with -o FILE"),
-    };
+        let mut p = a.inputs[0].clone().into_os_string();
+        p.push(".vqz");
+        Ok(PathBuf::from(p))
+    })?;
     check_not_an_input(&dest, &a.inputs)?;
     if dest != Path::new("-") && dest.exists() && !a.out.force {
         bail!("{} already exists (use -f to overwrite)", dest.display());
@@ -350,7 +385,7 @@ pub fn compress(a: CompressArgs) -> Result<()> {
     bar.finish_and_clear();
     let bytes = enc.finish()?;
     write_output(&dest, &bytes, a.out.force)?;
-    remove_inputs(&a.inputs, &a.out)?;
+    remove_inputs(&a.inputs, &a.out, &dest)?;
     if !a.out.quiet && dest != Path::new("-") {
         let n = images.len();
         let used: Vec<String> = levels
@@ -455,13 +490,12 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         images.extend(batches.next());
     }
     let several = images.len() > 1 || (batches.failure.is_some() && !images.is_empty());
-    let to_stdout =
-        a.out.stdout || a.input.as_os_str() == "-" || a.output.as_deref() == Some(Path::new("-"));
-    let dest = match &a.output {
-        Some(o) if !to_stdout => o.clone(),
-        _ if to_stdout => PathBuf::from("-"),
-        _ => default_decompressed_name(&a.input, several, a.idx),
-    };
+    let dest = destination(
+        a.output.as_deref(),
+        &a.out,
+        a.input.as_os_str() == "-",
+        || Ok(default_decompressed_name(&a.input, several, a.idx)),
+    )?;
     check_not_an_input(&dest, input)?;
     let mut written = 0u64;
     if !images.is_empty() {
@@ -529,7 +563,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     if written == 0 {
         bail!("{name} holds no image");
     }
-    remove_inputs(input, &a.out)?;
+    remove_inputs(input, &a.out, &dest)?;
     if !a.out.quiet && dest != Path::new("-") {
         eprintln!(
             "{name} -> {}: {written} image{}",

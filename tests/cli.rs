@@ -196,21 +196,94 @@ fn bench_refuses_to_overwrite_an_earlier_report_before_running() {
 fn stdout_and_stdin() {
     let dir = setup();
     let d = dir.path();
-    let out = vqz(&["compress", "-c", "7.png"], d);
+    let out = vqz(&["compress", "-c", "7.png", "--refine", "0"], d);
     assert!(out.status.success());
     assert!(out.stdout.starts_with(b"vqz"));
+    let back = vqz_with_stdin(&["decompress", "-", "-c"], d, &out.stdout);
+    assert!(back.status.success());
+    assert!(back.stdout.starts_with(b"\x89PNG"));
+    // Standard input with -o writes the file -o names, not standard output.
+    let res = vqz_with_stdin(&["decompress", "-", "-o", "back.png"], d, &out.stdout);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(res.stdout.is_empty());
+    assert_eq!(std::fs::read(d.join("back.png")).unwrap(), back.stdout);
+    let res = vqz_with_stdin(
+        &["compress", "-", "-o", "in.vqz", "--refine", "0"],
+        d,
+        &std::fs::read(d.join("7.png")).unwrap(),
+    );
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(res.stdout.is_empty());
+    assert_eq!(std::fs::read(d.join("in.vqz")).unwrap(), out.stdout);
+    // -c and a file named with -o contradict each other.
+    assert_fails(
+        &vqz(&["compress", "7.png", "-c", "-o", "x.vqz"], d),
+        "give one of them",
+    );
+    assert_fails(
+        &vqz(&["decompress", "in.vqz", "-c", "-o", "y.png"], d),
+        "give one of them",
+    );
+    assert!(!d.join("x.vqz").exists() && !d.join("y.png").exists());
+}
+
+/// `--rm` removes inputs only once their output is safely in a file: not
+/// when it went to standard output, and each file once however it was named.
+#[test]
+fn rm_keeps_inputs_whose_output_may_be_lost() {
+    let dir = setup();
+    let d = dir.path();
+    let out = vqz(&["compress", "--rm", "-c", "7.png", "--refine", "0"], d);
+    assert!(out.status.success());
+    assert!(out.stdout.starts_with(b"vqz"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rm ignored"));
+    assert!(d.join("7.png").exists());
+    // The same file three times, under three names (one a hard link).
+    std::fs::hard_link(d.join("7.png"), d.join("seven.png")).unwrap();
+    let out = vqz(
+        &[
+            "compress",
+            "7.png",
+            "./7.png",
+            "seven.png",
+            "-o",
+            "y.vqz",
+            "--rm",
+            "--refine",
+            "0",
+        ],
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.join("7.png").exists() && !d.join("seven.png").exists());
+    let out = vqz(&["info", "y.vqz"], d);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("frames:     3"));
+}
+
+fn vqz_with_stdin(args: &[&str], dir: &Path, input: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vqz"))
-        .args(["decompress", "-", "-c"])
-        .current_dir(d)
+        .args(args)
+        .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(&out.stdout).unwrap();
-    let res = child.wait_with_output().unwrap();
-    assert!(res.status.success());
-    assert!(res.stdout.starts_with(b"\x89PNG"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// A reader that goes away (`vqz info f.vqz | head -1`) ends vqz quietly,
