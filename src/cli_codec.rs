@@ -15,7 +15,7 @@ use vqz::codec::{
     self, CodecError, CompressOptions, DecodedImage, Decoder, Encoder, Model, Quality, hex,
 };
 use vqz::format::{CodingMode, FrameEntry, Reader};
-use vqz::train::data::{Dataset, idx_header, parse_idx_images};
+use vqz::train::data::{Dataset, GZIP_MAGIC, idx_header, inflate_gzip, parse_idx_images};
 
 /// Options shared by every command that needs a model.
 #[derive(Args, Clone)]
@@ -177,19 +177,17 @@ fn decode_input(path: &Path, bytes: &[u8]) -> Result<Vec<DynamicImage>> {
     if is_vqz(bytes) {
         bail!("{name} is already a vqz file (use vqz decompress)");
     }
-    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes)
-            .take(1 << 30)
-            .read_to_end(&mut out)
-            .with_context(|| format!("inflating {name}"))?;
-        out
+    let raw = if bytes.starts_with(&GZIP_MAGIC) {
+        inflate_gzip(bytes).with_context(|| format!("inflating {name}"))?
     } else {
         bytes.to_vec()
     };
     if raw.starts_with(&[0, 0, 8, 3]) {
         let ds = parse_idx_images(&raw).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         return dataset_images(&ds);
+    }
+    if is_animated_png(&raw) {
+        bail!("{name} is an animated PNG: vqz codes still images, and would keep only one frame");
     }
     let img = image::load_from_memory(&raw)
         .with_context(|| format!("{name} is not an image vqz can read"))?;
@@ -198,6 +196,14 @@ fn decode_input(path: &Path, bytes: &[u8]) -> Result<Vec<DynamicImage>> {
         eprintln!("vqz: warning: {name}: {n}");
     }
     Ok(vec![img])
+}
+
+/// Whether `bytes` are a PNG file with an animation (APNG): reading it as
+/// an image gives its default image only.
+fn is_animated_png(bytes: &[u8]) -> bool {
+    image::codecs::png::PngDecoder::new(std::io::Cursor::new(bytes))
+        .and_then(|d| d.is_apng())
+        .unwrap_or(false)
 }
 
 fn dataset_images(ds: &Dataset) -> Result<Vec<DynamicImage>> {

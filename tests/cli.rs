@@ -699,6 +699,59 @@ fn bad_inputs_give_one_clear_line() {
     assert_fails(&vqz(&["compress", "junk.png"], d), "not an image");
     std::fs::create_dir(d.join("folder")).unwrap();
     assert_fails(&vqz(&["compress", "folder"], d), "directory");
+    // An IDX file with more images than its header counts, in plain and
+    // gzip form, and a gzip file with data after its end: all refused, as
+    // reading them would quietly drop the rest (and --rm delete it).
+    let mut idx = vec![0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2];
+    idx.extend_from_slice(&[9; 8]);
+    std::fs::write(d.join("long.idx"), &idx).unwrap();
+    let gz = |data: &[u8]| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(d.join("long.idx.gz"), gz(&idx)).unwrap();
+    let mut junk = gz(&idx[..20]);
+    junk.extend_from_slice(b"not gzip");
+    std::fs::write(d.join("junk.idx.gz"), junk).unwrap();
+    for f in ["long.idx", "long.idx.gz"] {
+        let out = vqz(&["compress", f, "--rm"], d);
+        assert_fails(
+            &out,
+            "header counts 1 images of 2x2 (4 bytes), the file holds 8",
+        );
+        assert!(d.join(f).exists());
+    }
+    assert_fails(
+        &vqz(&["compress", "junk.idx.gz"], d),
+        "inflating junk.idx.gz",
+    );
+    // An animated PNG: its frames after the first would be lost.
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        let mut h = crc32fast::Hasher::new();
+        h.update(kind);
+        h.update(data);
+        c.extend_from_slice(&h.finalize().to_be_bytes());
+        c
+    };
+    let mut apng = b"\x89PNG\r\n\x1a\n".to_vec();
+    apng.extend(chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]));
+    apng.extend(chunk(b"acTL", &[0, 0, 0, 2, 0, 0, 0, 0]));
+    apng.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x01, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01],
+    ));
+    apng.extend(chunk(b"IEND", &[]));
+    std::fs::write(d.join("anim.png"), apng).unwrap();
+    assert_fails(
+        &vqz(&["compress", "anim.png", "--rm"], d),
+        "anim.png is an animated PNG",
+    );
+    assert!(d.join("anim.png").exists());
     assert_fails(&vqz(&["decompress", "missing.vqz"], d), "missing.vqz");
     assert_fails(
         &vqz(&["compress", "-l", "9", "7.png", "-o", "y.vqz"], d),

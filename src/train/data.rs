@@ -83,21 +83,39 @@ impl Dataset {
 
 /// Reads a file, inflating it if it starts with the gzip magic bytes.
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
-    let io = |source| DataError::Io {
+    let raw = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.display().to_string(),
         source,
-    };
-    let raw = std::fs::read(path).map_err(io)?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .take(MAX_DATASET_PIXELS as u64 + 16)
-            .read_to_end(&mut out)
-            .map_err(io)?;
-        Ok(out)
+    })?;
+    if raw.starts_with(&GZIP_MAGIC) {
+        inflate_gzip(&raw).map_err(|source| DataError::Io {
+            path: path.display().to_string(),
+            source,
+        })
     } else {
         Ok(raw)
     }
+}
+
+/// The first bytes of a gzip file.
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Inflates gzip data: every member, as gzip does, and nothing after them
+/// (other data after the last member is an error, not ignored). More than
+/// [`MAX_DATASET_PIXELS`] bytes of IDX file is an error, not cut short.
+pub fn inflate_gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let limit = MAX_DATASET_PIXELS as u64 + 16;
+    let mut out = Vec::new();
+    flate2::bufread::MultiGzDecoder::new(bytes)
+        .take(limit + 1)
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("inflates to more than {limit} bytes, the limit of a dataset"),
+        ));
+    }
+    Ok(out)
 }
 
 /// Parses an IDX3 unsigned-byte image file: magic 0x00000803, then count,
@@ -127,16 +145,18 @@ pub fn parse_idx_images(bytes: &[u8]) -> Result<Dataset, String> {
         .filter(|&v| v <= MAX_DATASET_PIXELS)
         .ok_or_else(|| format!("{count} images of {width}x{height} exceed the dataset limit"))?;
     let body = &bytes[16..];
-    if body.len() < total {
+    if body.len() != total {
+        // More data than the header counts is refused too: reading only
+        // what it counts would drop the rest without a word.
         return Err(format!(
-            "header promises {count} images of {width}x{height} ({total} bytes), file has {}",
+            "header counts {count} images of {width}x{height} ({total} bytes), the file holds {}",
             body.len()
         ));
     }
     Ok(Dataset {
         width,
         height,
-        pixels: body[..total].to_vec(),
+        pixels: body.to_vec(),
     })
 }
 
@@ -239,8 +259,32 @@ mod tests {
         let mut huge = bytes.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(parse_idx_images(&huge).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let err = parse_idx_images(&longer).unwrap_err();
+        assert!(
+            err.contains("header counts 2 images of 4x3 (24 bytes), the file holds 25"),
+            "{err}"
+        );
         let mut wrong = bytes;
         wrong[3] = 0x01;
         assert!(parse_idx_images(&wrong).is_err());
+    }
+
+    #[test]
+    fn gzip_members_are_all_read_and_nothing_after_them() {
+        use std::io::Write;
+        let gz = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let mut two = gz(b"first ");
+        two.extend(gz(b"second"));
+        assert_eq!(inflate_gzip(&two).unwrap(), b"first second");
+        let mut junk = gz(b"first ");
+        junk.extend_from_slice(b"junk after the member");
+        assert!(inflate_gzip(&junk).is_err());
+        assert!(inflate_gzip(&gz(b"x")[..10]).is_err(), "truncated");
     }
 }
