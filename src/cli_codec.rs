@@ -32,6 +32,18 @@ impl ModelArgs {
             None => Model::default_model().context("loading the built-in model"),
         }
     }
+
+    /// The models a stream may be decoded with: the one `--model` names
+    /// and the built-in one, as a stream names the model it needs by id.
+    fn load_for_decoding(&self) -> Result<Vec<Model>> {
+        let mut models = vec![self.load()?];
+        if self.model.is_some()
+            && let Ok(built_in) = Model::default_model()
+        {
+            models.push(built_in);
+        }
+        Ok(models)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -463,7 +475,7 @@ fn png_bytes(img: &DynamicImage) -> Result<Vec<u8>> {
 }
 
 pub fn decompress(a: DecompressArgs) -> Result<()> {
-    let model = a.model.load()?;
+    let models = a.model.load_for_decoding()?;
     let bytes = read_input(&a.input)?;
     if bytes.is_empty() {
         bail!("{} is empty", a.input.display());
@@ -479,7 +491,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     if let Some(o) = &a.output {
         check_not_an_input(o, input)?;
     }
-    let dec = Decoder::new(&bytes[..], &[&model])
+    let dec = Decoder::new(&bytes[..], &models.iter().collect::<Vec<_>>())
         .with_context(|| name.clone())?
         .with_max_samples(a.limits.max_samples)
         .with_max_work(a.limits.max_work);
@@ -683,28 +695,36 @@ fn mode_name(m: CodingMode) -> &'static str {
 /// Frames `vqz info` lists without `-v`.
 const INFO_FRAMES: usize = 10;
 
-/// Reads the frames of the file at `path` in order, calling `each` with
-/// every frame's entry; returns the reader at the end of the stream. Only
-/// one frame is held at a time, so a file of millions of frames costs no
-/// more memory than one of ten.
-fn scan_frames(path: &Path, mut each: impl FnMut(FrameEntry)) -> Result<Reader<BufReader<File>>> {
+/// Reads the frames of the file at `path` (`-`: standard input) in order,
+/// calling `each` with every frame's entry; returns the reader at the end
+/// of the stream. Only one frame is held at a time, so a file of millions
+/// of frames costs no more memory than one of ten.
+fn scan_frames(
+    path: &Path,
+    mut each: impl FnMut(FrameEntry) -> Result<()>,
+) -> Result<Reader<BufReader<Box<dyn Read>>>> {
     let name = path.display().to_string();
-    let file = File::open(path).with_context(|| format!("opening {name}"))?;
-    let mut reader = Reader::new(BufReader::new(file)).with_context(|| name.clone())?;
+    let input: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(path).with_context(|| format!("opening {name}"))?)
+    };
+    let mut reader = Reader::new(BufReader::new(input)).with_context(|| name.clone())?;
     while let Some((frame, offset)) = reader.next_frame_located().with_context(|| name.clone())? {
         each(FrameEntry {
             number: frame.number,
             offset,
             len_bytes: frame.header.block_len(reader.header()),
             header: frame.header,
-        });
+        })?;
     }
     Ok(reader)
 }
 
-fn print_frame(f: &FrameEntry) {
+fn print_frame(out: &mut impl Write, f: &FrameEntry) -> Result<()> {
     let g = f.header.geometry;
-    println!(
+    writeln!(
+        out,
         "  {:<6} {:>7} {:>6} {:>8}  {:<9} {:>5}  {:<6} {:>6}",
         f.number,
         f.offset,
@@ -714,7 +734,8 @@ fn print_frame(f: &FrameEntry) {
         f.header.stages,
         mode_name(f.header.coding_mode),
         f.len_bytes * 8
-    );
+    )
+    .context("writing standard output")
 }
 
 pub fn info(a: InspectArgs) -> Result<()> {
@@ -722,6 +743,12 @@ pub fn info(a: InspectArgs) -> Result<()> {
     if a.input.is_dir() {
         bail!("{name} is a directory");
     }
+    // A --model that does not load is an error, as for every command; the
+    // built-in model is only looked for.
+    let models = match a.model.model {
+        Some(_) => a.model.load_for_decoding()?,
+        None => Model::default_model().into_iter().collect(),
+    };
     // One pass sums the frames and keeps the first few; `-v` lists the
     // rest in a second pass, or, for input that cannot be read twice (a
     // pipe), keeps them all in the first.
@@ -743,74 +770,87 @@ pub fn info(a: InspectArgs) -> Result<()> {
             first.push(f);
         }
         last = Some(f);
+        Ok(())
     })?;
     // The reader has checked that nothing follows the stream's end.
     let file_len = reader.bytes_read();
     let n = reader.frames_read();
     let h = reader.header();
-    let known = a.model.load().ok();
     let model_note = if h.model_embedded {
         "embedded in the file".to_string()
     } else {
-        match &known {
-            Some(m) if m.id() == h.model_id => format!("known: {} {}", m.name(), m.version()),
-            _ => "not available here (pass it with --model PATH)".to_string(),
+        match models.iter().find(|m| m.id() == h.model_id) {
+            Some(m) => format!("known: {} {}", m.name(), m.version()),
+            None => "not available here (pass it with --model PATH)".to_string(),
         }
     };
-    println!("file:       {name} ({file_len} bytes)");
-    println!("format:     vqz {}.{}", h.version_major, h.version_minor);
-    println!("model:      {} ({model_note})", hex(&h.model_id.0));
+    let mut out = std::io::stdout().lock();
     let g = h.default_geometry;
-    println!(
-        "geometry:   {}x{}, {} channel{} (default), grid stride {}",
+    let mut summary = format!(
+        "file:       {name} ({file_len} bytes)\n\
+         format:     vqz {}.{}\n\
+         model:      {} ({model_note})\n\
+         geometry:   {}x{}, {} channel{} (default), grid stride {}\n\
+         frames:     {n}\n",
+        h.version_major,
+        h.version_minor,
+        hex(&h.model_id.0),
         g.width,
         g.height,
         g.channels,
         if g.channels == 1 { "" } else { "s" },
         1u32 << h.grid_stride_log2
     );
-    println!("frames:     {n}");
-    match &last {
+    summary += &match &last {
         Some(last) if last.header.final_frame => {
-            println!("ends with:  final frame {} (no end marker)", last.number)
+            format!("ends with:  final frame {} (no end marker)\n", last.number)
         }
-        _ => println!("ends with:  end marker (frame count {n})"),
-    }
+        _ => format!("ends with:  end marker (frame count {n})\n"),
+    };
     if n > 0 {
-        println!(
-            "per image:  {:.1} bits in the stream ({:.1} payload), {:.1} bits with the file's overhead shared",
-            total as f64 * 8.0 / n as f64,
-            payload as f64 * 8.0 / n as f64,
-            file_len as f64 * 8.0 / n as f64
-        );
         let l: Vec<String> = levels
             .iter()
             .map(|(k, v)| format!("level {k}: {v}"))
             .collect();
-        println!("levels:     {}", l.join(", "));
-        println!("  frame   offset  bytes  payload  size      level  mode    bits");
-        first.iter().for_each(print_frame);
+        summary += &format!(
+            "per image:  {:.1} bits in the stream ({:.1} payload), {:.1} bits with the file's overhead shared\n\
+             levels:     {}\n\
+             \x20 frame   offset  bytes  payload  size      level  mode    bits\n",
+            total as f64 * 8.0 / n as f64,
+            payload as f64 * 8.0 / n as f64,
+            file_len as f64 * 8.0 / n as f64,
+            l.join(", ")
+        );
+    }
+    out.write_all(summary.as_bytes())
+        .context("writing standard output")?;
+    if n > 0 {
+        for f in &first {
+            print_frame(&mut out, f)?;
+        }
         let listed = first.len() as u64;
         if a.verbose && listed < n {
             scan_frames(&a.input, |f| {
                 if f.number >= listed {
-                    print_frame(&f);
+                    print_frame(&mut out, &f)?;
                 }
+                Ok(())
             })?;
         } else if listed < n {
-            println!("  ... {} more (-v lists all)", n - listed);
+            writeln!(out, "  ... {} more (-v lists all)", n - listed)
+                .context("writing standard output")?;
         }
     }
-    Ok(())
+    out.flush().context("writing standard output")
 }
 
 pub fn verify(v: VerifyArgs) -> Result<()> {
     let start = Instant::now();
     let a = v.inspect;
     let name = a.input.display().to_string();
-    let model = a.model.load()?;
+    let models = a.model.load_for_decoding()?;
     let bytes = read_input(&a.input)?;
-    let mut dec = Decoder::new(&bytes[..], &[&model])
+    let mut dec = Decoder::new(&bytes[..], &models.iter().collect::<Vec<_>>())
         .with_context(|| name.clone())?
         .with_max_samples(v.limits.max_samples)
         .with_max_work(v.limits.max_work);
@@ -830,7 +870,9 @@ pub fn verify(v: VerifyArgs) -> Result<()> {
             }
         }
     }
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "{name}: OK, {count} frame{} decoded, every CRC checked{}",
         if count == 1 { "" } else { "s" },
         if a.verbose {
@@ -838,8 +880,9 @@ pub fn verify(v: VerifyArgs) -> Result<()> {
         } else {
             String::new()
         }
-    );
-    Ok(())
+    )
+    .and_then(|()| out.flush())
+    .context("writing standard output")
 }
 
 #[cfg(test)]

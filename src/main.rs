@@ -72,8 +72,42 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vqz: {e:#}");
+            eprintln!("vqz: {}", error_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, `a: b: c`, each cause once: many
+/// errors already end with their cause's text, which `{:#}` would repeat.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_line_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let inner = anyhow::Error::new(io).context("reading m: no such file");
+        assert_eq!(
+            error_line(&inner.context("loading model m")),
+            "loading model m: reading m: no such file"
+        );
+        let plain = anyhow::anyhow!("cause").context("what");
+        assert_eq!(error_line(&plain), "what: cause");
     }
 }

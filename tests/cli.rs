@@ -773,3 +773,90 @@ fn an_embedded_model_decodes_with_another_default() {
     assert!(info.contains("embedded"), "{info}");
     assert!(vqz(&["verify", "7.png.vqz"], d).status.success());
 }
+
+/// `--model` adds a model: a stream of the built-in model still decodes.
+#[test]
+fn a_model_option_does_not_hide_the_built_in_model() {
+    let dir = setup();
+    let d = dir.path();
+    assert!(
+        vqz(&["compress", "7.png", "--refine", "0"], d)
+            .status
+            .success()
+    );
+    let other = testdata("models/mnist-5.safetensors");
+    let other = other.to_str().unwrap();
+    let out = vqz(
+        &[
+            "decompress",
+            "7.png.vqz",
+            "--model",
+            other,
+            "-o",
+            "back.png",
+        ],
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        vqz(&["verify", "7.png.vqz", "--model", other], d)
+            .status
+            .success()
+    );
+    let info = String::from_utf8_lossy(&vqz(&["info", "7.png.vqz", "--model", other], d).stdout)
+        .into_owned();
+    assert!(info.contains("(known: mnist 7)"), "{info}");
+    // A --model that does not load is an error, for info too.
+    assert_fails(
+        &vqz(&["info", "7.png.vqz", "--model", "missing.safetensors"], d),
+        "loading model missing.safetensors",
+    );
+}
+
+/// `info` reads standard input like the other commands, and a failed write
+/// of any command's report is one error line, not a panic.
+#[test]
+fn info_and_verify_report_to_standard_output_or_fail_cleanly() {
+    let dir = setup();
+    let d = dir.path();
+    assert!(
+        vqz(&["compress", "7.png", "--refine", "0"], d)
+            .status
+            .success()
+    );
+    let bytes = std::fs::read(d.join("7.png.vqz")).unwrap();
+    let piped = vqz_with_stdin(&["info", "-"], d, &bytes);
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let named = vqz(&["info", "7.png.vqz"], d);
+    let piped =
+        String::from_utf8_lossy(&piped.stdout).replace("file:       -", "file:       7.png.vqz");
+    assert_eq!(piped, String::from_utf8_lossy(&named.stdout));
+    if Path::new("/dev/full").exists() {
+        for cmd in ["info", "verify"] {
+            let full = std::fs::File::create("/dev/full").unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_vqz"))
+                .args([cmd, "7.png.vqz"])
+                .current_dir(d)
+                .stdin(Stdio::null())
+                .stdout(full)
+                .output()
+                .unwrap();
+            assert_fails(&out, "writing standard output");
+        }
+    }
+    assert_fails(
+        &vqz(
+            &["compress", "7.png", "-o", "nan.vqz", "--target-psnr", "NaN"],
+            d,
+        ),
+        "not a number",
+    );
+}

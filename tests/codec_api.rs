@@ -434,6 +434,14 @@ fn bad_levels_and_bad_bytes_are_errors_not_panics() {
         Err(CodecError::BadOption(_))
     ));
     assert!(codec::compress(&model, img, &level(model.max_level() + 1)).is_err());
+    let nan = CompressOptions {
+        quality: Quality::TargetPsnr(f64::NAN),
+        ..CompressOptions::default()
+    };
+    assert!(matches!(
+        codec::compress(&model, img, &nan),
+        Err(CodecError::BadOption(_))
+    ));
     let bytes = codec::compress(&model, img, &CompressOptions::default()).unwrap();
     for cut in 0..bytes.len() {
         assert!(

@@ -379,6 +379,11 @@ impl Plan {
             }
             Quality::Level(l) => Plan::Level(l),
             Quality::MaxBytes(n) => Plan::MaxBytes(n),
+            Quality::TargetPsnr(db) if db.is_nan() => {
+                return Err(CodecError::BadOption(
+                    "the target PSNR is not a number".into(),
+                ));
+            }
             Quality::TargetPsnr(db) => Plan::TargetPsnr(db),
         })
     }
