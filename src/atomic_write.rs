@@ -46,8 +46,22 @@ pub fn resolved_name(path: &Path) -> PathBuf {
 }
 
 /// Writes `bytes` to `path` atomically. With `overwrite` false, an
-/// existing `path` is an `AlreadyExists` error and is left untouched.
+/// existing `path` is an `AlreadyExists` error and is left untouched. The
+/// file gets the permissions of any new file (0666 less the umask).
 pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> std::io::Result<()> {
+    write_atomic_like(path, bytes, overwrite, None)
+}
+
+/// [`write_atomic`], the file getting the permissions of the file `like`
+/// (the input it was made from, as gzip does: a private image gives a
+/// private output) less the umask, or where there is none, or it cannot
+/// be read, those of any new file.
+pub fn write_atomic_like(
+    path: &Path,
+    bytes: &[u8],
+    overwrite: bool,
+    like: Option<&Path>,
+) -> std::io::Result<()> {
     let dir = folder_of(path);
     if !overwrite && path.exists() {
         return Err(std::io::Error::new(
@@ -55,20 +69,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> std::io::Resu
             format!("{} already exists (use -f to overwrite)", path.display()),
         ));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".vqz-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".vqz-").suffix(".tmp");
     #[cfg(unix)]
     {
-        // Temporary files are created private; give the result the usual
-        // permissions of a new file.
+        // Set as the file is created, so the umask applies and the file is
+        // never more open than asked, not even for a moment.
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        let mode = like
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0o666, |m| m.permissions().mode() & 0o777);
+        builder.permissions(std::fs::Permissions::from_mode(mode));
     }
+    #[cfg(not(unix))]
+    let _ = like;
+    let mut tmp = builder.tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
     if overwrite {
         tmp.persist(path).map_err(|e| e.error)?;
     } else {
@@ -102,6 +119,28 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"three");
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// New files get the mode any new file gets (0666 less the umask),
+    /// files made from another that other's mode (less the umask).
+    #[cfg(unix)]
+    #[test]
+    fn outputs_get_the_permissions_of_a_new_file_or_of_their_input() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        std::fs::write(d.join("plain"), b"x").unwrap();
+        write_atomic(&d.join("out"), b"x", false).unwrap();
+        assert_eq!(mode(&d.join("out")), mode(&d.join("plain")));
+        let private = d.join("private");
+        std::fs::write(&private, b"x").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic_like(&d.join("from-private"), b"x", false, Some(&private)).unwrap();
+        assert_eq!(mode(&d.join("from-private")), 0o600);
+        // Over an existing file, with -f: the new file's mode, not the old one's.
+        write_atomic_like(&d.join("out"), b"y", true, Some(&private)).unwrap();
+        assert_eq!(mode(&d.join("out")), 0o600);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use image::DynamicImage;
 use indicatif::{ProgressBar, ProgressStyle};
-use vqz::atomic_write::{resolved_name, same_file, write_atomic};
+use vqz::atomic_write::{resolved_name, same_file, write_atomic_like};
 use vqz::codec::{
     self, CodecError, CompressOptions, DecodedImage, Decoder, Encoder, Model, Quality, hex,
 };
@@ -239,14 +239,25 @@ fn progress(len: u64, quiet: bool) -> ProgressBar {
     b
 }
 
-fn write_output(dest: &Path, bytes: &[u8], force: bool) -> Result<()> {
+/// Writes `bytes` to `dest` (`-`: standard output), a file getting the
+/// permissions of the input `like` where the output is made from one file.
+fn write_output(dest: &Path, bytes: &[u8], force: bool, like: Option<&Path>) -> Result<()> {
     if dest == Path::new("-") {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes).context("writing standard output")?;
         out.flush().context("writing standard output")?;
         return Ok(());
     }
-    write_atomic(dest, bytes, force).with_context(|| format!("writing {}", dest.display()))
+    write_atomic_like(dest, bytes, force, like)
+        .with_context(|| format!("writing {}", dest.display()))
+}
+
+/// The one input file an output is made from, whose permissions it takes.
+fn sole_input(inputs: &[PathBuf]) -> Option<&Path> {
+    match inputs {
+        [p] if p.as_os_str() != "-" => Some(p),
+        _ => None,
+    }
 }
 
 /// Refuses an output that is one of the inputs: even with `-f` it would
@@ -402,7 +413,7 @@ pub fn compress(a: CompressArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let bytes = enc.finish()?;
-    write_output(&dest, &bytes, a.out.force)?;
+    write_output(&dest, &bytes, a.out.force, sole_input(&a.inputs))?;
     remove_inputs(&a.inputs, &a.out, &dest)?;
     if !a.out.quiet && dest != Path::new("-") {
         let n = images.len();
@@ -536,7 +547,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
                 bail!("{count} images are more than an IDX file can count");
             };
             idx[..16].copy_from_slice(&idx_header(w, h, n));
-            write_output(&dest, &idx, a.out.force)?;
+            write_output(&dest, &idx, a.out.force, sole_input(input))?;
             written = count;
         } else if several {
             if dest == Path::new("-") {
@@ -555,7 +566,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
                     // Numbered from 000000, wider only past a million frames.
                     let p = dest.join(format!("{:06}.png", d.number));
                     check_not_an_input(&p, input)?;
-                    write_atomic(&p, &png_bytes(&d.image)?, a.out.force)
+                    write_atomic_like(&p, &png_bytes(&d.image)?, a.out.force, sole_input(input))
                         .with_context(|| format!("writing {}", p.display()))?;
                 }
                 written += images.len() as u64;
@@ -565,7 +576,12 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
                 warn_of_other_frames(&dest, written);
             }
         } else {
-            write_output(&dest, &png_bytes(&images[0].image)?, a.out.force)?;
+            write_output(
+                &dest,
+                &png_bytes(&images[0].image)?,
+                a.out.force,
+                sole_input(input),
+            )?;
             written = 1;
         }
     }

@@ -774,6 +774,29 @@ fn an_embedded_model_decodes_with_another_default() {
     assert!(vqz(&["verify", "7.png.vqz"], d).status.success());
 }
 
+/// A private input gives private outputs, as with gzip.
+#[cfg(unix)]
+#[test]
+fn outputs_take_the_permissions_of_their_input() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = setup();
+    let d = dir.path();
+    let mode = |f: &str| std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
+    std::fs::set_permissions(d.join("7.png"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(
+        vqz(&["compress", "7.png", "--refine", "0"], d)
+            .status
+            .success()
+    );
+    assert_eq!(mode("7.png.vqz"), 0o600);
+    assert!(
+        vqz(&["decompress", "7.png.vqz", "-o", "back.png"], d)
+            .status
+            .success()
+    );
+    assert_eq!(mode("back.png"), 0o600);
+}
+
 /// `--model` adds a model: a stream of the built-in model still decodes.
 #[test]
 fn a_model_option_does_not_hide_the_built_in_model() {
