@@ -405,14 +405,35 @@ pub fn compress(a: CompressArgs) -> Result<()> {
     bar.set_prefix("compressing");
     let mut enc = Encoder::new(Vec::new(), &model, options);
     let mut levels = vec![0usize; model.max_level() as usize + 1];
+    let mut missed = 0usize;
     for chunk in images.chunks(1024) {
         for s in enc.write_images(chunk)? {
             levels[s.level as usize] += 1;
+            missed += usize::from(!s.meets_quality);
         }
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     let bytes = enc.finish()?;
+    if missed > 0 {
+        let of = if images.len() == 1 {
+            "the image".to_string()
+        } else {
+            format!("{missed} of {} images", images.len())
+        };
+        let s = if missed == 1 { "s" } else { "" };
+        match quality {
+            Quality::TargetPsnr(db) => eprintln!(
+                "vqz: warning: {of} reach{} {db} dB at no level; coded at the highest, {}",
+                if missed == 1 { "es" } else { "" },
+                model.max_level()
+            ),
+            Quality::MaxBytes(n) => eprintln!(
+                "vqz: warning: {of} fit{s} in {n} bytes at no level; coded at the smallest, 1"
+            ),
+            _ => {}
+        }
+    }
     write_output(&dest, &bytes, a.out.force, sole_input(&a.inputs))?;
     remove_inputs(&a.inputs, &a.out, &dest)?;
     if !a.out.quiet && dest != Path::new("-") {

@@ -882,4 +882,24 @@ fn info_and_verify_report_to_standard_output_or_fail_cleanly() {
         ),
         "not a number",
     );
+    // A budget or target no level meets is coded anyway, with a warning.
+    let out = vqz(
+        &[
+            "compress",
+            "7.png",
+            "-o",
+            "tiny.vqz",
+            "--max-bytes",
+            "5",
+            "--refine",
+            "0",
+        ],
+        d,
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: the image fits in 5 bytes at no level; coded at the smallest, 1"),
+        "{err}"
+    );
 }

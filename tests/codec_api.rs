@@ -392,19 +392,27 @@ fn target_psnr_and_max_bytes_pick_levels_per_image() {
         ..CompressOptions::default()
     };
     // An unreachable target takes the top level; a trivial one the lowest.
+    // Each frame says whether it meets the target.
     let mut enc = Encoder::new(Vec::new(), &model, opts(Quality::TargetPsnr(99.0)));
     assert!(
         enc.write_images(&imgs)
             .unwrap()
             .iter()
-            .all(|s| s.level == max)
+            .all(|s| s.level == max && !s.meets_quality)
     );
     let mut enc = Encoder::new(Vec::new(), &model, opts(Quality::TargetPsnr(1.0)));
     assert!(
         enc.write_images(&imgs)
             .unwrap()
             .iter()
-            .all(|s| s.level == 1)
+            .all(|s| s.level == 1 && s.meets_quality)
+    );
+    let mut enc = Encoder::new(Vec::new(), &model, opts(Quality::MaxBytes(5)));
+    assert!(
+        enc.write_images(&imgs)
+            .unwrap()
+            .iter()
+            .all(|s| s.level == 1 && !s.meets_quality)
     );
     // A real target: every image reaches it or is at the top level.
     let target = 22.0;
@@ -418,9 +426,12 @@ fn target_psnr_and_max_bytes_pick_levels_per_image() {
     // A byte budget: the standalone file fits unless even level 1 does not.
     for budget in [20, 40, 60, 90] {
         for img in &imgs {
-            let bytes = codec::compress(&model, img, &opts(Quality::MaxBytes(budget))).unwrap();
+            let mut enc = Encoder::new(Vec::new(), &model, opts(Quality::MaxBytes(budget)));
+            let meets = enc.write_images(std::slice::from_ref(img)).unwrap()[0].meets_quality;
+            let bytes = enc.finish().unwrap();
             let index = vqz::format::FileIndex::from_bytes(&bytes).unwrap();
             assert!(bytes.len() <= budget || index.frames()[0].header.stages == 1);
+            assert_eq!(meets, bytes.len() <= budget);
         }
     }
 }
@@ -434,6 +445,15 @@ fn bad_levels_and_bad_bytes_are_errors_not_panics() {
         Err(CodecError::BadOption(_))
     ));
     assert!(codec::compress(&model, img, &level(model.max_level() + 1)).is_err());
+    // Too wide at any level: no advice to lower the level.
+    let wide = DynamicImage::ImageLuma8(GrayImage::new(16385, 1));
+    match codec::compress(&model, &wide, &level(1)) {
+        Err(CodecError::UnsupportedImage(why)) => {
+            assert!(why.contains("over the limit of 16384"), "{why}");
+            assert!(!why.contains("lower level"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
     let nan = CompressOptions {
         quality: Quality::TargetPsnr(f64::NAN),
         ..CompressOptions::default()

@@ -393,14 +393,16 @@ impl Plan {
 /// `refine_steps` steps of decoder-in-the-loop refinement ([`refine_grids`])
 /// at the level chosen for each image. `standalone_size` is the size of a
 /// one-frame file around a frame, for [`Quality::MaxBytes`]. Returns each
-/// image's frame and the index grid it codes.
+/// image's frame, the index grid it codes, and whether it meets the
+/// quality asked for (false where no level reaches a target PSNR or fits a
+/// byte budget).
 pub(crate) fn encode_images(
     model: &Model,
     images: &[DynamicImage],
     quality: Quality,
     refine_steps: u8,
     standalone_size: &(dyn Fn(&EncodedFrame) -> usize + Sync),
-) -> Result<Vec<(EncodedFrame, IndexGrid)>, CodecError> {
+) -> Result<Vec<(EncodedFrame, IndexGrid, bool)>, CodecError> {
     let max = model.max_level();
     let planes = images
         .iter()
@@ -414,6 +416,10 @@ pub(crate) fn encode_images(
     // Refuse what the container cannot hold before any network work.
     for p in &planes {
         p.geometry
+            .validate(&Limits::DEFAULT)
+            .map_err(CodecError::UnsupportedImage)?;
+        // Only the symbol count depends on the level.
+        p.geometry
             .check_frame(&Limits::DEFAULT, model.grid_stride_log2(), stages)
             .map_err(|why| {
                 CodecError::UnsupportedImage(format!("{why}; use a lower level or a smaller image"))
@@ -424,23 +430,25 @@ pub(crate) fn encode_images(
     // if its payload is no longer than the plain one's, so a level that
     // reaches a target PSNR or fits a byte budget still does.
     let grids = encode_grids(model, &planes, stages)?;
-    let levels: Vec<u8> = match plan {
-        Plan::Level(l) => vec![l; images.len()],
+    let (levels, met): (Vec<u8>, Vec<bool>) = match plan {
+        Plan::Level(l) => (vec![l; images.len()], vec![true; images.len()]),
         Plan::MaxBytes(budget) => grids
             .par_iter()
             .zip(&planes)
             .map(|(g, p)| {
                 // The largest level that fits; level 1 if none does.
-                let mut best = 1;
-                for l in 2..=max {
+                let (mut best, mut fits) = (1, false);
+                for l in 1..=max {
                     let f = entropy_code(model, p.geometry, &g.first_stages(l)?)?;
                     if standalone_size(&f) <= budget {
-                        best = l;
+                        (best, fits) = (l, true);
                     }
                 }
-                Ok(best)
+                Ok((best, fits))
             })
-            .collect::<Result<_, CodecError>>()?,
+            .collect::<Result<Vec<_>, CodecError>>()?
+            .into_iter()
+            .unzip(),
         Plan::TargetPsnr(target) => {
             // Decode every level of every image, keep the smallest level
             // whose reconstruction reaches the target (the highest if none).
@@ -460,7 +468,7 @@ pub(crate) fn encode_images(
                     }
                 }
             }
-            chosen
+            (chosen, settled)
         }
     };
     let plain = grids
@@ -482,25 +490,48 @@ pub(crate) fn encode_images(
             refined[i] = Some(grid);
         }
     }
-    plain
+    let mut coded: Vec<(EncodedFrame, IndexGrid, bool)> = plain
         .into_par_iter()
         .zip(refined)
         .zip(&planes)
-        .map(|((plain, refined), p)| {
+        .zip(met)
+        .map(|(((plain, refined), p), met)| {
             let plain_frame = entropy_code(model, p.geometry, &plain)?;
             let Some(refined) = refined else {
-                return Ok((plain_frame, plain));
+                return Ok((plain_frame, plain, met));
             };
             // Code length and coded bytes differ a little (ANS start-up,
             // rounding to bytes): never let refinement make a payload longer.
             let frame = entropy_code(model, p.geometry, &refined)?;
             Ok(if frame.payload.len() <= plain_frame.payload.len() {
-                (frame, refined)
+                (frame, refined, met)
             } else {
-                (plain_frame, plain)
+                (plain_frame, plain, met)
             })
         })
-        .collect()
+        .collect::<Result<_, CodecError>>()?;
+    // Refinement can bring an image that missed the budget or the target
+    // at every level within it: whether a frame meets it is decided on the
+    // frame itself.
+    match plan {
+        Plan::Level(_) => {}
+        Plan::MaxBytes(budget) => {
+            for (frame, _, met) in &mut coded {
+                *met = standalone_size(frame) <= budget;
+            }
+        }
+        Plan::TargetPsnr(target) => {
+            let missed: Vec<usize> = (0..coded.len()).filter(|&i| !coded[i].2).collect();
+            let items: Vec<(Geometry, IndexGrid)> = missed
+                .iter()
+                .map(|&i| (planes[i].geometry, coded[i].1.clone()))
+                .collect();
+            for (&i, r) in missed.iter().zip(reconstruct(model, &items)?) {
+                coded[i].2 = psnr_db(images[i].as_bytes(), r.as_bytes()) >= target;
+            }
+        }
+    }
+    Ok(coded)
 }
 
 /// Images of frames, in order. A payload that does not decode ends the

@@ -148,7 +148,7 @@ pub fn encode_indices(
         )));
     }
     let coded = batch::encode_images(model, images, Quality::Level(level), refine_steps, &|_| 0)?;
-    Ok(coded.into_iter().map(|(_, grid)| grid).collect())
+    Ok(coded.into_iter().map(|(_, grid, _)| grid).collect())
 }
 
 /// Compresses one image into a complete one-frame `.vqz` file.

@@ -26,7 +26,7 @@ fn standalone_size(model: &Model, embed: bool, f: &EncodedFrame) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// What one written frame cost.
+/// What one written frame cost, and whether it meets the quality asked for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FrameSummary {
     pub level: u8,
@@ -39,6 +39,11 @@ pub struct FrameSummary {
     /// length. For an image of the stream's default geometry, a one-image
     /// file without an embedded model is the stream's file header and this.
     pub final_frame_bytes: u64,
+    /// Whether the frame meets the quality asked for: false where no level
+    /// reaches [`Quality::TargetPsnr`](super::Quality::TargetPsnr) (the
+    /// frame has the highest level) or fits
+    /// [`Quality::MaxBytes`](super::Quality::MaxBytes) (it has level 1).
+    pub meets_quality: bool,
 }
 
 /// Writes images into one `.vqz` stream. The file header is written with
@@ -123,7 +128,7 @@ impl<'m, W: Write> Encoder<'m, W> {
             &|f| standalone_size(model, embed, f),
         )?;
         let mut out = Vec::with_capacity(frames.len());
-        for (f, _) in frames {
+        for (f, _, meets_quality) in frames {
             self.open(f.geometry)?;
             let w = self
                 .writer
@@ -143,6 +148,7 @@ impl<'m, W: Write> Encoder<'m, W> {
                 payload_bytes: f.payload.len(),
                 frame_bytes,
                 final_frame_bytes,
+                meets_quality,
             });
             self.held = Some(f);
         }
