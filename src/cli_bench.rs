@@ -82,6 +82,12 @@ fn bar() -> Bar {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     // Refuse up front, not after a run of many minutes.
+    if a.out.exists() && !a.out.is_dir() {
+        bail!(
+            "--out {} is a file: the report goes into a folder",
+            a.out.display()
+        );
+    }
     let names: &[&str] = if a.speed {
         &["speed.md"]
     } else {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use vqz::codec::DEFAULT_REFINE_STEPS;
 use vqz::train::Dataset;
@@ -32,6 +32,9 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         Dataset::load(&a.data).with_context(|| format!("loading {}", a.data.display()))?;
     if let Some(n) = a.limit {
         data.truncate(n);
+    }
+    if data.is_empty() {
+        bail!("no images to measure (--limit 0)");
     }
     println!(
         "model {} ({} {}), {} images of {}x{} from {}",

@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqz::atomic_write::{same_file, write_atomic};
 use vqz::codec::{Model, hex};
-use vqz::entropy::{PRIOR_VERSION, Prior};
+use vqz::entropy::{MAX_CLASSES, MAX_EMBED, MAX_HIDDEN, PRIOR_VERSION, Prior};
 use vqz::model::{ModelConfig, ModelFile, model_sha256, read_model_file};
 use vqz::train::learned_prior::{LearnedPriorOptions, train_learned_prior};
 use vqz::train::prior::{
@@ -127,7 +127,7 @@ pub struct TrainArgs {
     prior_epochs: usize,
     /// Keep the network of this model file and fit only a new prior to DATA
     /// (no network training; the model's shape comes from the file).
-    #[arg(long, value_name = "MODEL")]
+    #[arg(long, value_name = "MODEL", conflicts_with = "resume")]
     prior_only: Option<PathBuf>,
     /// Overwrite OUT and the checkpoint if they exist.
     #[arg(short, long)]
@@ -195,6 +195,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if a.out.exists() && !a.force {
         bail!("{} already exists; use -f to overwrite", a.out.display());
     }
+    check_options(&a)?;
     if let Some(path) = &a.prior_only {
         return refit_only(&a, path);
     }
@@ -328,6 +329,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         trainer.price_with(prior.clone(), file.rate_weights.clone(), sha.clone())?;
     }
+    warn_of_validation(a.validation, data.len());
     eprintln!(
         "training on {} images of {}x{} ({} parameters, config {})",
         data.len(),
@@ -449,6 +451,97 @@ fn fit_priors(
     Ok(())
 }
 
+/// Refuses, before any training, options that cannot work and outputs
+/// that would replace an input or could not be written at the end.
+fn check_options(a: &TrainArgs) -> Result<()> {
+    let inputs = [
+        ("--data", Some(&a.data)),
+        ("--from", a.from.as_ref()),
+        ("--prior-only", a.prior_only.as_ref()),
+        ("--resume", a.resume.as_ref()),
+    ];
+    for (flag, path) in inputs {
+        if let Some(p) = path.filter(|p| same_file(p, &a.out)) {
+            bail!(
+                "--out {} is {flag} {}: name another output (even -f does not replace an input)",
+                a.out.display(),
+                p.display()
+            );
+        }
+    }
+    check_writable_name("--out", &a.out)?;
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        bail!("--lr {}: expected a learning rate above 0", a.lr);
+    }
+    if a.batch_size == 0 {
+        bail!("--batch-size 0: expected 1 or more images per step");
+    }
+    if a.epochs == 0 && a.prior_only.is_none() {
+        bail!("--epochs 0 trains nothing (--prior-only MODEL fits a new prior alone)");
+    }
+    if !(1..=MAX_EMBED).contains(&a.prior_embed) {
+        bail!("--prior-embed {}: expected 1 to {MAX_EMBED}", a.prior_embed);
+    }
+    if !(1..=MAX_HIDDEN).contains(&a.prior_hidden) {
+        bail!(
+            "--prior-hidden {}: expected 1 to {MAX_HIDDEN}",
+            a.prior_hidden
+        );
+    }
+    if !(1..=MAX_CLASSES).contains(&a.prior_classes) {
+        bail!(
+            "--prior-classes {}: expected 1 to {MAX_CLASSES}",
+            a.prior_classes
+        );
+    }
+    if !(a.prior_smoothing.is_finite() && a.prior_smoothing >= 0.0) {
+        bail!(
+            "--prior-smoothing {}: expected a pseudo-count, 0 or more",
+            a.prior_smoothing
+        );
+    }
+    if a.prior == PriorKind::Learned && a.prior_epochs == 0 {
+        bail!("--prior-epochs 0 trains no learned prior (--prior classes keeps the class prior)");
+    }
+    Ok(())
+}
+
+/// Says when `--validation` holds out other than it asks: training holds
+/// out at most half the images, and none leaves nothing to validate on.
+fn warn_of_validation(validation: usize, images: usize) {
+    if validation == 0 {
+        eprintln!(
+            "vqz: warning: --validation 0 holds out no images: the validation figures measure nothing"
+        );
+    } else if validation > images / 2 {
+        eprintln!(
+            "vqz: warning: --validation {validation} is more than half of the {images} images; holding out {}",
+            images / 2
+        );
+    }
+}
+
+/// Refuses a file name `path` (for `flag`) that names a folder or lies in
+/// a folder that does not exist: found at the end of a run, that would cost
+/// the run.
+fn check_writable_name(flag: &str, path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!("{flag} {} is a folder: name a file", path.display());
+    }
+    let folder = path
+        .parent()
+        .filter(|f| !f.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        bail!(
+            "{flag} {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        );
+    }
+    Ok(())
+}
+
 /// The checkpoint is rewritten every epoch: it must not be one of the run's
 /// other files, nor an existing file the user did not offer (`-f`, or the
 /// checkpoint being resumed).
@@ -467,6 +560,7 @@ fn check_checkpoint_path(a: &TrainArgs, checkpoint: &Path) -> Result<()> {
             );
         }
     }
+    check_writable_name("--checkpoint", checkpoint)?;
     let resumed = a
         .resume
         .as_deref()

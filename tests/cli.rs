@@ -190,6 +190,29 @@ fn bench_refuses_to_overwrite_an_earlier_report_before_running() {
         assert_fails(&vqz(&args, d), "already exists (use -f");
         assert_eq!(std::fs::read(d.join("o").join(name)).unwrap(), b"earlier");
     }
+    // A file where the report's folder should be, even with -f.
+    std::fs::write(d.join("afile"), b"mine").unwrap();
+    let data = testdata("t10k-images-idx3-ubyte.gz");
+    let args = [
+        "bench",
+        "--out",
+        "afile",
+        "-f",
+        "--limit",
+        "2",
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    assert_fails(&vqz(&args, d), "--out afile is a file");
+    assert_eq!(std::fs::read(d.join("afile")).unwrap(), b"mine");
+    // Nothing to measure is an error, not a table of empty figures.
+    assert_fails(
+        &vqz(
+            &["evaluate", "--limit", "0", "--data", data.to_str().unwrap()],
+            d,
+        ),
+        "no images to measure",
+    );
 }
 
 #[test]
@@ -479,6 +502,138 @@ fn train_refuses_options_that_cannot_work() {
         b"precious"
     );
     assert!(!d.join("m.safetensors").exists());
+    // Refused before any training: values that mean nothing, an output
+    // over an input (even with -f), an output that could not be written.
+    let fresh = ["--checkpoint", "fresh.ckpt"];
+    for (extra, needle) in [
+        (&["--lr", "NaN"][..], "--lr NaN"),
+        (&["--lr", "0"], "--lr 0"),
+        (&["--batch-size", "0"], "--batch-size 0"),
+        (&["--epochs", "0"], "--epochs 0 trains nothing"),
+        (
+            &["--prior-hidden", "600"],
+            "--prior-hidden 600: expected 1 to 512",
+        ),
+        (&["--prior-embed", "0"], "--prior-embed 0"),
+        (&["--prior-classes", "40"], "--prior-classes 40"),
+        (&["--prior-smoothing", "NaN"], "--prior-smoothing NaN"),
+    ] {
+        assert_fails(&train(&[&fresh[..], extra].concat()), needle);
+    }
+    let over_data = vqz(
+        &[
+            "train",
+            "--data",
+            data,
+            "--out",
+            data,
+            "-f",
+            "--checkpoint",
+            "c.ckpt",
+        ],
+        d,
+    );
+    assert_fails(&over_data, "is --data");
+    std::fs::copy(&model, d.join("m5.safetensors")).unwrap();
+    let from_model = vqz(
+        &[
+            "train",
+            "--from",
+            "m5.safetensors",
+            "--data",
+            data,
+            "--out",
+            "./m5.safetensors",
+            "-f",
+            "--checkpoint",
+            "c.ckpt",
+        ],
+        d,
+    );
+    assert_fails(&from_model, "is --from");
+    assert_fails(
+        &vqz(
+            &["train", "--data", data, "--out", "missing/m.safetensors"],
+            d,
+        ),
+        "the folder missing does not exist",
+    );
+    assert_fails(
+        &vqz(
+            &[
+                "train",
+                "--data",
+                data,
+                "--out",
+                "m2.safetensors",
+                "--checkpoint",
+                "missing/c.ckpt",
+            ],
+            d,
+        ),
+        "the folder missing does not exist",
+    );
+    assert!(!d.join("fresh.ckpt").exists() && !d.join("c.ckpt").exists());
+}
+
+/// A run whose loss stops being a number ends with an error and keeps the
+/// checkpoint of its last finished epoch.
+#[test]
+fn diverging_training_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = testdata("train-512-images-idx3-ubyte");
+    let tiny = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--channels-low",
+        "8",
+        "--channels-high",
+        "8",
+        "--codebook-size",
+        "16",
+        "--stages",
+        "2",
+        "--prior",
+        "classes",
+        "--prior-rounds",
+        "0",
+        "--limit",
+        "128",
+        "--validation",
+        "32",
+        "--checkpoint",
+        "run.ckpt",
+    ];
+    let out = vqz(
+        &[&tiny[..], &["--out", "a.st", "--epochs", "1"]].concat(),
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = std::fs::read(d.join("run.ckpt")).unwrap();
+    let out = vqz(
+        &[
+            &tiny[..],
+            &[
+                "--out", "b.st", "--epochs", "2", "--resume", "run.ckpt", "--lr", "1e30",
+            ],
+        ]
+        .concat(),
+        d,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("vqz: training diverged: the loss became NaN"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(d.join("run.ckpt")).unwrap(), good);
+    assert!(!d.join("b.st").exists());
 }
 
 #[test]

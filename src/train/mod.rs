@@ -162,6 +162,13 @@ pub enum TrainError {
     Codec(#[from] crate::codec::CodecError),
     #[error("training data: {0}")]
     BadData(String),
+    /// The loss stopped being a finite number: the weights are lost, and
+    /// the last checkpoint (written before) is kept.
+    #[error(
+        "training diverged: {0}; the checkpoint keeps the last finished epoch \
+         (a lower --lr may help)"
+    )]
+    Diverged(String),
     #[error("writing checkpoint {path}: {source}")]
     Checkpoint {
         path: String,
@@ -818,6 +825,14 @@ impl Trainer {
                     self.init_codebooks(&x)?;
                 }
                 let (mse, cb, cm, r) = self.step(&x)?;
+                if ![mse, cb, cm].iter().all(|l| l.is_finite()) {
+                    return Err(TrainError::Diverged(format!(
+                        "the loss became {} in epoch {}, step {}",
+                        mse + cb + cm,
+                        epoch + 1,
+                        i + 1
+                    )));
+                }
                 restarted += r;
                 mse_sum += mse as f64 * chunk.len() as f64;
                 let secs = start.elapsed().as_secs_f64();
@@ -841,6 +856,14 @@ impl Trainer {
                 })?,
                 None => evaluate(&self.model, data, &val_ids, self.penalties()?.as_deref())?,
             };
+            // The last step can leave weights that are no longer numbers
+            // after a finite loss; validation decodes with them.
+            if validation.mse_per_level.iter().any(|m| m.is_nan()) {
+                return Err(TrainError::Diverged(format!(
+                    "validation after epoch {} is not a number",
+                    epoch + 1
+                )));
+            }
             if let Some(path) = checkpoint_path {
                 let bytes = self.checkpoint().to_bytes()?;
                 write_atomic(path, &bytes, true).map_err(|source| TrainError::Checkpoint {
