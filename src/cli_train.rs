@@ -199,7 +199,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(path) = &a.prior_only {
         return refit_only(&a, path);
     }
-    if a.target_entropy.len() > a.stages {
+    // A resumed run has the checkpoint's stages (and must have its targets).
+    if a.resume.is_none() && a.target_entropy.len() > a.stages {
         bail!(
             "--target-entropy has {} values for {} stages",
             a.target_entropy.len(),
@@ -300,11 +301,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 ),
                 _ => {}
             }
-            eprintln!(
-                "resuming after epoch {} (step {})",
-                ckpt.epochs_done, ckpt.step
-            );
-            Trainer::resume(ckpt, options)?
+            let (done, step) = (ckpt.epochs_done, ckpt.step);
+            let trainer = Trainer::resume(ckpt, options)?;
+            eprintln!("resuming after epoch {done} (step {step})");
+            trainer
         }
         (None, Some((file, _, _))) => Trainer::from_model(file, options)?,
         (None, None) => {

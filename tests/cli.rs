@@ -576,10 +576,11 @@ fn train_refuses_options_that_cannot_work() {
     assert!(!d.join("fresh.ckpt").exists() && !d.join("c.ckpt").exists());
 }
 
-/// A run whose loss stops being a number ends with an error and keeps the
-/// checkpoint of its last finished epoch.
+/// A run whose loss stops being a number ends with an error and leaves the
+/// checkpoint alone; a checkpoint resumes only with its run's options and
+/// data.
 #[test]
-fn diverging_training_keeps_the_last_good_checkpoint() {
+fn training_keeps_its_checkpoint_and_resumes_only_the_same_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let data = testdata("train-512-images-idx3-ubyte");
@@ -599,15 +600,15 @@ fn diverging_training_keeps_the_last_good_checkpoint() {
         "classes",
         "--prior-rounds",
         "0",
-        "--limit",
-        "128",
         "--validation",
         "32",
         "--checkpoint",
         "run.ckpt",
+        "--epochs",
+        "2",
     ];
     let out = vqz(
-        &[&tiny[..], &["--out", "a.st", "--epochs", "1"]].concat(),
+        &[&tiny[..], &["--out", "a.st", "--limit", "128"]].concat(),
         d,
     );
     assert!(
@@ -619,9 +620,7 @@ fn diverging_training_keeps_the_last_good_checkpoint() {
     let out = vqz(
         &[
             &tiny[..],
-            &[
-                "--out", "b.st", "--epochs", "2", "--resume", "run.ckpt", "--lr", "1e30",
-            ],
+            &["--out", "b.st", "--limit", "128", "--lr", "1e30", "-f"],
         ]
         .concat(),
         d,
@@ -629,11 +628,37 @@ fn diverging_training_keeps_the_last_good_checkpoint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("vqz: training diverged: the loss became NaN"),
+        err.contains("vqz: training diverged: the loss became"),
         "{err}"
     );
     assert_eq!(std::fs::read(d.join("run.ckpt")).unwrap(), good);
     assert!(!d.join("b.st").exists());
+    // Resumed with another option, or other images: refused.
+    let resume = |extra: &[&str]| {
+        vqz(
+            &[&tiny[..], &["--out", "c.st", "--resume", "run.ckpt"], extra].concat(),
+            d,
+        )
+    };
+    assert_fails(
+        &resume(&["--limit", "128", "--lr", "0.01", "--seed", "7"]),
+        "the checkpoint's run had --lr 0.002 (now 0.01), --seed 1 (now 7)",
+    );
+    let out = resume(&["--limit", "160"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("vqz: the checkpoint's run trained on other images (128x28x28"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(d.join("run.ckpt")).unwrap(), good);
+    // The same run resumes (here with nothing left to train).
+    let out = resume(&["--limit", "128"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

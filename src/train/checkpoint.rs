@@ -22,6 +22,13 @@ pub struct Checkpoint {
     /// ([`Trainer::price_with`](super::Trainer::price_with)): that file's
     /// SHA-256, in hex. It must be given again to resume.
     pub priced_by: Option<String>,
+    /// The run's options, `name=value;...`
+    /// ([`TrainOptions::to_text`](super::TrainOptions::to_text)); a resumed
+    /// run must have the same. Absent in checkpoints of older versions.
+    pub options: Option<String>,
+    /// The training data's shape and pixel digest, once training started; a
+    /// resumed run must train on the same.
+    pub data: Option<String>,
 }
 
 impl Checkpoint {
@@ -41,13 +48,19 @@ impl Checkpoint {
         if let Some(source) = &self.priced_by {
             lines.push(("priced_by", source.clone()));
         }
+        if let Some(options) = &self.options {
+            lines.push(("options", options.clone()));
+        }
+        if let Some(data) = &self.data {
+            lines.push(("data", data.clone()));
+        }
         serialize(&tensors, CHECKPOINT_FORMAT_LINE, &lines)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
         let (st, lines) = parse(bytes, CHECKPOINT_FORMAT_LINE)?;
         let (mut epochs_done, mut step, mut config) = (None, None, None);
-        let mut priced_by = None;
+        let (mut priced_by, mut options, mut data) = (None, None, None);
         for (k, v) in &lines {
             let num = |v: &str| {
                 v.parse::<u64>()
@@ -58,6 +71,8 @@ impl Checkpoint {
                 "step" => step = Some(num(v)?),
                 "config" => config = Some(ModelConfig::from_text(v)?),
                 "priced_by" => priced_by = Some(v.clone()),
+                "options" => options = Some(v.clone()),
+                "data" => data = Some(v.clone()),
                 _ => {}
             }
         }
@@ -80,6 +95,8 @@ impl Checkpoint {
             step: step.ok_or_else(|| missing("step"))?,
             state,
             priced_by,
+            options,
+            data,
         })
     }
 }

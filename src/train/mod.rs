@@ -85,6 +85,51 @@ impl Default for TrainOptions {
     }
 }
 
+impl TrainOptions {
+    /// The options as `name=value` pairs, named as `vqz train` names them,
+    /// in a fixed order: a checkpoint records them so that a resumed run is
+    /// the same run.
+    pub fn to_text(&self) -> Vec<(&'static str, String)> {
+        let entropy: Vec<String> = self.target_entropy.iter().map(|t| t.to_string()).collect();
+        vec![
+            ("epochs", self.epochs.to_string()),
+            ("batch-size", self.batch_size.to_string()),
+            ("lr", self.learning_rate.to_string()),
+            ("warmup-steps", self.warmup_steps.to_string()),
+            ("seed", self.seed.to_string()),
+            ("validation", self.validation_images.to_string()),
+            ("commitment", self.commitment_weight.to_string()),
+            ("ema", self.ema.to_string()),
+            ("ema-decay", self.ema_decay.to_string()),
+            ("restart-every", self.restart_every.to_string()),
+            ("restart-until", self.restart_until.to_string()),
+            ("target-entropy", entropy.join(",")),
+            ("level-balance", self.balance_levels.to_string()),
+        ]
+    }
+}
+
+/// The options of `recorded` (as [`TrainOptions::to_text`] joins them)
+/// that `now` sets otherwise, as `--name was, now`; empty if none.
+fn changed_options(recorded: &str, now: &TrainOptions) -> Vec<String> {
+    let was: BTreeMap<&str, &str> = recorded
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    now.to_text()
+        .into_iter()
+        .filter(|(k, v)| was.get(k).is_some_and(|w| w != v))
+        .map(|(k, v)| format!("--{k} {} (now {v})", was[k]))
+        .collect()
+}
+
+/// Identifies a data set: its shape and a digest of its pixels.
+fn data_fingerprint(data: &Dataset) -> String {
+    let digest = crate::model::model_sha256(&data.pixels);
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}x{}x{} {hex}", data.len(), data.width, data.height)
+}
+
 /// Progress of one training step, for a progress bar.
 #[derive(Debug, Clone)]
 pub struct StepReport {
@@ -169,6 +214,9 @@ pub enum TrainError {
          (a lower --lr may help)"
     )]
     Diverged(String),
+    /// A checkpoint resumed with other options or data than its run's.
+    #[error("{0}")]
+    Resume(String),
     #[error("writing checkpoint {path}: {source}")]
     Checkpoint {
         path: String,
@@ -204,6 +252,9 @@ pub struct Trainer {
     level_mse: Vec<f64>,
     epochs_done: usize,
     codebooks_initialised: bool,
+    /// The training data's [`data_fingerprint`], once a run started (or as
+    /// the checkpoint resumed recorded it).
+    data: Option<String>,
     /// When set, indices are chosen as the codec chooses them, not by
     /// [`Trainer::penalties`] (see [`Trainer::price_with`]).
     context_rate: Option<ContextRate>,
@@ -330,6 +381,7 @@ impl Trainer {
             ema,
             epochs_done: 0,
             codebooks_initialised: false,
+            data: None,
             context_rate: None,
         })
     }
@@ -369,7 +421,20 @@ impl Trainer {
 
     /// Continues a run from a checkpoint written by [`Trainer::checkpoint`].
     pub fn resume(checkpoint: Checkpoint, options: TrainOptions) -> Result<Self, TrainError> {
+        // Checkpoints written before options were recorded resume as asked.
+        if let Some(recorded) = &checkpoint.options {
+            let changed = changed_options(recorded, &options);
+            if !changed.is_empty() {
+                return Err(TrainError::Resume(format!(
+                    "the checkpoint's run had {}; resume with its options \
+                     (--from MODEL trains a finished model further with new ones)",
+                    changed.join(", ")
+                )));
+            }
+        }
+        let data = checkpoint.data.clone();
         let mut t = Self::with_params(checkpoint.config, options, checkpoint.params)?;
+        t.data = data;
         let mut state = checkpoint.state;
         let n = t.adam.state().0.len();
         let mut first = Vec::with_capacity(n);
@@ -531,6 +596,15 @@ impl Trainer {
             step: self.adam.step,
             state,
             priced_by: self.context_rate.as_ref().map(|c| c.source.clone()),
+            options: Some(
+                self.options
+                    .to_text()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            ),
+            data: self.data.clone(),
         }
     }
 
@@ -807,6 +881,16 @@ impl Trainer {
                 "images are {}x{}; training needs sides that are multiples of {GRID_STRIDE}",
                 data.width, data.height
             )));
+        }
+        let fingerprint = data_fingerprint(data);
+        match &self.data {
+            Some(recorded) if *recorded != fingerprint => {
+                return Err(TrainError::Resume(format!(
+                    "the checkpoint's run trained on other images ({recorded}; these are \
+                     {fingerprint}): resume with its --data and --limit"
+                )));
+            }
+            _ => self.data = Some(fingerprint),
         }
         let (train_ids, val_ids) = self.split(data)?;
         let bs = self.options.batch_size.max(1);
