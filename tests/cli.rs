@@ -574,6 +574,27 @@ fn train_refuses_options_that_cannot_work() {
         "the folder missing does not exist",
     );
     assert!(!d.join("fresh.ckpt").exists() && !d.join("c.ckpt").exists());
+    // Batches whose activations would not fit in memory: an error, not an
+    // abort part-way through allocating them.
+    let mut big = vec![0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 4, 0, 0, 0, 4, 0];
+    big.resize(16 + 4 * 1024 * 1024, 0);
+    std::fs::write(d.join("big.idx"), big).unwrap();
+    let big = [
+        "train",
+        "--data",
+        "big.idx",
+        "--out",
+        "big.st",
+        "--validation",
+        "1",
+    ];
+    let out = vqz(&big, d);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a batch of 3 images of 1024x1024 needs about"),
+        "{err}"
+    );
 }
 
 /// A run whose loss stops being a number ends with an error and leaves the

@@ -123,6 +123,19 @@ fn changed_options(recorded: &str, now: &TrainOptions) -> Vec<String> {
         .collect()
 }
 
+/// Images of `data` per forward pass of `model` when encoding or
+/// evaluating: at most 256, and for large images as many as hold about
+/// four times [`codec::PASS_FLOATS`] activations (512 MB).
+pub(crate) fn images_per_pass(model: &VqVae, data: &Dataset) -> usize {
+    let per_image = data.width * data.height * model.floats_per_pixel();
+    (4 * codec::PASS_FLOATS / per_image.max(1)).clamp(1, 256)
+}
+
+/// Most activation floats a training batch may need: about 8 GB. A batch
+/// holds the encoder's and the decoder's activations and their gradients,
+/// about four times [`VqVae::floats_per_pixel`] per pixel.
+pub const MAX_BATCH_FLOATS: usize = 1 << 31;
+
 /// Identifies a data set: its shape and a digest of its pixels.
 fn data_fingerprint(data: &Dataset) -> String {
     let digest = crate::model::model_sha256(&data.pixels);
@@ -894,6 +907,21 @@ impl Trainer {
         }
         let (train_ids, val_ids) = self.split(data)?;
         let bs = self.options.batch_size.max(1);
+        let floats = (bs.min(train_ids.len()) as u128)
+            * (data.width * data.height) as u128
+            * 4
+            * self.model.floats_per_pixel() as u128;
+        if floats > MAX_BATCH_FLOATS as u128 {
+            return Err(TrainError::BadData(format!(
+                "a batch of {} images of {}x{} needs about {} GB for the network, over the {} GB \
+                 limit: lower --batch-size, or train on smaller images",
+                bs.min(train_ids.len()),
+                data.width,
+                data.height,
+                floats * 4 / 1_000_000_000,
+                MAX_BATCH_FLOATS as u128 * 4 / 1_000_000_000
+            )));
+        }
         let steps_per_epoch = train_ids.len().div_ceil(bs);
         self.total_steps = (steps_per_epoch * self.options.epochs) as u64;
         while self.epochs_done < self.options.epochs {
@@ -1006,7 +1034,7 @@ fn evaluate_choosing(
     let mut sq_err = vec![0.0f64; cfg.stages];
     let mut hist = vec![vec![0u64; cfg.codebook_size]; cfg.stages];
     let pixels = (data.width * data.height) as f64;
-    for chunk in ids.chunks(256) {
+    for chunk in ids.chunks(images_per_pass(model, data)) {
         let x = batch_tensor(data, chunk)?;
         let idx = encode(&x)?;
         for (s, h) in hist.iter_mut().enumerate() {

@@ -56,7 +56,7 @@ pub fn encode_dataset(
     let stages = model.config().stages;
     let mut grids = Vec::with_capacity(ids.len());
     let n = data.width * data.height;
-    for chunk in ids.chunks(256) {
+    for chunk in ids.chunks(super::images_per_pass(model, data)) {
         let mut v = Vec::with_capacity(chunk.len() * n);
         for &i in chunk {
             v.extend(data.image(i).iter().map(|&p| p as f32 / 255.0));
