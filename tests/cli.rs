@@ -26,6 +26,15 @@ fn setup() -> tempfile::TempDir {
     dir
 }
 
+/// A success: exit 0 (stderr shown if not).
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A failure: non-zero exit (not a panic's 101), one line on stderr that
 /// contains `needle`.
 fn assert_fails(out: &Output, needle: &str) {
@@ -41,21 +50,13 @@ fn compress_then_decompress_a_digit() {
     let dir = setup();
     let d = dir.path();
     let out = vqz(&["compress", "7.png"], d);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let vqz_len = std::fs::metadata(d.join("7.png.vqz")).unwrap().len();
     assert!(vqz_len < 120, "{vqz_len} bytes");
     assert!(d.join("7.png").exists(), "input kept by default");
     std::fs::rename(d.join("7.png"), d.join("orig.png")).unwrap();
     let out = vqz(&["decompress", "7.png.vqz"], d);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let back = image::open(d.join("7.png")).unwrap();
     assert_eq!((back.width(), back.height()), (28, 28));
     let info = vqz(&["info", "7.png.vqz"], d);
@@ -74,16 +75,12 @@ fn compress_then_decompress_a_digit() {
 fn never_clobbers_without_force_and_rm_removes_input() {
     let dir = setup();
     let d = dir.path();
-    assert!(vqz(&["compress", "7.png"], d).status.success());
+    assert_ok(&vqz(&["compress", "7.png"], d));
     let before = std::fs::read(d.join("7.png.vqz")).unwrap();
     std::fs::write(d.join("7.png.vqz"), b"precious").unwrap();
     assert_fails(&vqz(&["compress", "7.png"], d), "already exists");
     assert_eq!(std::fs::read(d.join("7.png.vqz")).unwrap(), b"precious");
-    assert!(
-        vqz(&["compress", "-f", "--rm", "7.png"], d)
-            .status
-            .success()
-    );
+    assert_ok(&vqz(&["compress", "-f", "--rm", "7.png"], d));
     assert_eq!(std::fs::read(d.join("7.png.vqz")).unwrap(), before);
     assert!(!d.join("7.png").exists());
     // No temporary files left behind.
@@ -109,11 +106,7 @@ fn an_output_that_is_the_input_is_refused_even_with_force() {
     }
     // A .vqz file whose name ends in .png decompresses by default to its
     // own name.
-    assert!(
-        vqz(&["compress", "7.png", "-o", "x.png"], d)
-            .status
-            .success()
-    );
+    assert_ok(&vqz(&["compress", "7.png", "-o", "x.png"], d));
     let stream = std::fs::read(d.join("x.png")).unwrap();
     assert_fails(
         &vqz(&["decompress", "x.png", "-f", "--rm"], d),
@@ -137,7 +130,7 @@ fn decoding_stops_at_the_sample_and_work_budgets() {
     use vqz::format::{CodingMode, FileIndex, Geometry, Writer};
     let dir = setup();
     let d = dir.path();
-    assert!(vqz(&["compress", "7.png"], d).status.success());
+    assert_ok(&vqz(&["compress", "7.png"], d));
     // A stream of a few bytes declaring a blank 1024x1024 image.
     let digit = std::fs::read(d.join("7.png.vqz")).unwrap();
     let index = FileIndex::from_bytes(&digit).unwrap();
@@ -167,11 +160,7 @@ fn decoding_stops_at_the_sample_and_work_budgets() {
     }
     // The default budget takes the blank image.
     let ok = vqz(&["decompress", "blank.vqz", "-o", "b.png"], d);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert_ok(&ok);
     assert_eq!(image::open(d.join("b.png")).unwrap().width(), 1024);
 }
 
@@ -227,11 +216,7 @@ fn stdout_and_stdin() {
     assert!(back.stdout.starts_with(b"\x89PNG"));
     // Standard input with -o writes the file -o names, not standard output.
     let res = vqz_with_stdin(&["decompress", "-", "-o", "back.png"], d, &out.stdout);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     assert!(res.stdout.is_empty());
     assert_eq!(std::fs::read(d.join("back.png")).unwrap(), back.stdout);
     let res = vqz_with_stdin(
@@ -239,11 +224,7 @@ fn stdout_and_stdin() {
         d,
         &std::fs::read(d.join("7.png")).unwrap(),
     );
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     assert!(res.stdout.is_empty());
     assert_eq!(std::fs::read(d.join("in.vqz")).unwrap(), out.stdout);
     // -c and a file named with -o contradict each other.
@@ -285,11 +266,7 @@ fn rm_keeps_inputs_whose_output_may_be_lost() {
         ],
         d,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(!d.join("7.png").exists() && !d.join("seven.png").exists());
     let out = vqz(&["info", "y.vqz"], d);
     assert!(String::from_utf8_lossy(&out.stdout).contains("frames:     3"));
@@ -336,17 +313,9 @@ fn an_idx_file_round_trips_through_one_stream() {
     let data = testdata("train-512-images-idx3-ubyte");
     let data = data.to_str().unwrap();
     let out = vqz(&["compress", data, "-o", "set.vqz", "-l", "1"], d);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let out = vqz(&["decompress", "set.vqz", "--idx", "-o", "set.idx"], d);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let idx = std::fs::read(d.join("set.idx")).unwrap();
     assert_eq!(idx.len(), 16 + 512 * 784);
     assert_eq!(&idx[..8], &[0, 0, 8, 3, 0, 0, 2, 0]);
@@ -411,11 +380,7 @@ fn idx_output_refuses_images_it_cannot_hold() {
     let colour =
         image::RgbImage::from_fn(8, 8, |x, y| image::Rgb([x as u8 * 30, y as u8 * 30, 128]));
     colour.save(d.join("colour.png")).unwrap();
-    assert!(
-        vqz(&["compress", "colour.png", "-o", "colour.vqz"], d)
-            .status
-            .success()
-    );
+    assert_ok(&vqz(&["compress", "colour.png", "-o", "colour.vqz"], d));
     assert_fails(
         &vqz(
             &["decompress", "colour.vqz", "--idx", "-o", "colour.idx"],
@@ -428,11 +393,7 @@ fn idx_output_refuses_images_it_cannot_hold() {
     let small = image::GrayImage::from_fn(8, 12, |x, y| image::Luma([(x * y * 3) as u8]));
     small.save(d.join("small.png")).unwrap();
     let out = vqz(&["compress", "7.png", "small.png", "-o", "two.vqz"], d);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_fails(
         &vqz(&["decompress", "two.vqz", "--idx", "-o", "two.idx"], d),
         "frame 1 is 8x12, the first 28x28",
@@ -445,11 +406,7 @@ fn idx_output_refuses_images_it_cannot_hold() {
         &["decompress", "sevens.vqz", "--idx", "-o", "sevens.idx"],
         d,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let idx = std::fs::read(d.join("sevens.idx")).unwrap();
     assert_eq!(
         &idx[..16],
@@ -632,11 +589,7 @@ fn training_keeps_its_checkpoint_and_resumes_only_the_same_run() {
         &[&tiny[..], &["--out", "a.st", "--limit", "128"]].concat(),
         d,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let good = std::fs::read(d.join("run.ckpt")).unwrap();
     let out = vqz(
         &[
@@ -675,11 +628,7 @@ fn training_keeps_its_checkpoint_and_resumes_only_the_same_run() {
     assert_eq!(std::fs::read(d.join("run.ckpt")).unwrap(), good);
     // The same run resumes (here with nothing left to train).
     let out = resume(&["--limit", "128"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 }
 
 #[test]
@@ -718,11 +667,7 @@ fn train_fits_a_learned_prior_and_refits_an_existing_model() {
     args.extend_from_slice(&tiny);
     args.extend_from_slice(&["--prior", "classes"]);
     let out = vqz(&args, d);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("learned prior"), "{err}");
 
@@ -811,11 +756,7 @@ fn train_fits_a_learned_prior_and_refits_an_existing_model() {
             &["compress", "7.png", "--model", model, "-o", "7.vqz", "-f"],
             d,
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         let out = vqz(
             &[
                 "decompress",
@@ -828,11 +769,7 @@ fn train_fits_a_learned_prior_and_refits_an_existing_model() {
             ],
             d,
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
     }
     // Each run wrote a model of its own (another prior or network, another id).
     let files: Vec<Vec<u8>> = models
@@ -848,11 +785,7 @@ fn info_reads_a_version_1_file() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = testdata("golden/digits-v1.vqz");
     let out = vqz(&["info", v1.to_str().unwrap()], dir.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let info = String::from_utf8_lossy(&out.stdout);
     assert!(info.contains("format:     vqz 1.0"), "{info}");
     assert!(info.contains("frames:     10"), "{info}");
@@ -866,7 +799,7 @@ fn info_reads_a_version_1_file() {
 fn bad_inputs_give_one_clear_line() {
     let dir = setup();
     let d = dir.path();
-    assert!(vqz(&["compress", "7.png"], d).status.success());
+    assert_ok(&vqz(&["compress", "7.png"], d));
     let good = std::fs::read(d.join("7.png.vqz")).unwrap();
 
     assert_fails(&vqz(&["decompress", "7.png"], d), "not a vqz file");
@@ -972,7 +905,7 @@ fn an_embedded_model_decodes_with_another_default() {
     assert!(out.status.success());
     let info = String::from_utf8_lossy(&vqz(&["info", "7.png.vqz"], d).stdout).into_owned();
     assert!(info.contains("embedded"), "{info}");
-    assert!(vqz(&["verify", "7.png.vqz"], d).status.success());
+    assert_ok(&vqz(&["verify", "7.png.vqz"], d));
 }
 
 /// A private input gives private outputs, as with gzip.
@@ -984,17 +917,9 @@ fn outputs_take_the_permissions_of_their_input() {
     let d = dir.path();
     let mode = |f: &str| std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
     std::fs::set_permissions(d.join("7.png"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert!(
-        vqz(&["compress", "7.png", "--refine", "0"], d)
-            .status
-            .success()
-    );
+    assert_ok(&vqz(&["compress", "7.png", "--refine", "0"], d));
     assert_eq!(mode("7.png.vqz"), 0o600);
-    assert!(
-        vqz(&["decompress", "7.png.vqz", "-o", "back.png"], d)
-            .status
-            .success()
-    );
+    assert_ok(&vqz(&["decompress", "7.png.vqz", "-o", "back.png"], d));
     assert_eq!(mode("back.png"), 0o600);
 }
 
@@ -1003,11 +928,7 @@ fn outputs_take_the_permissions_of_their_input() {
 fn a_model_option_does_not_hide_the_built_in_model() {
     let dir = setup();
     let d = dir.path();
-    assert!(
-        vqz(&["compress", "7.png", "--refine", "0"], d)
-            .status
-            .success()
-    );
+    assert_ok(&vqz(&["compress", "7.png", "--refine", "0"], d));
     let other = testdata("models/mnist-5.safetensors");
     let other = other.to_str().unwrap();
     let out = vqz(
@@ -1021,16 +942,8 @@ fn a_model_option_does_not_hide_the_built_in_model() {
         ],
         d,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        vqz(&["verify", "7.png.vqz", "--model", other], d)
-            .status
-            .success()
-    );
+    assert_ok(&out);
+    assert_ok(&vqz(&["verify", "7.png.vqz", "--model", other], d));
     let info = String::from_utf8_lossy(&vqz(&["info", "7.png.vqz", "--model", other], d).stdout)
         .into_owned();
     assert!(info.contains("(known: mnist 7)"), "{info}");
@@ -1047,18 +960,10 @@ fn a_model_option_does_not_hide_the_built_in_model() {
 fn info_and_verify_report_to_standard_output_or_fail_cleanly() {
     let dir = setup();
     let d = dir.path();
-    assert!(
-        vqz(&["compress", "7.png", "--refine", "0"], d)
-            .status
-            .success()
-    );
+    assert_ok(&vqz(&["compress", "7.png", "--refine", "0"], d));
     let bytes = std::fs::read(d.join("7.png.vqz")).unwrap();
     let piped = vqz_with_stdin(&["info", "-"], d, &bytes);
-    assert!(
-        piped.status.success(),
-        "{}",
-        String::from_utf8_lossy(&piped.stderr)
-    );
+    assert_ok(&piped);
     let named = vqz(&["info", "7.png.vqz"], d);
     let piped =
         String::from_utf8_lossy(&piped.stdout).replace("file:       -", "file:       7.png.vqz");
