@@ -48,19 +48,22 @@ pub struct TrainArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
-    /// Entries per codebook (K).
-    #[arg(long, default_value_t = 512)]
-    codebook_size: usize,
-    /// Dimension of latent and codebook vectors (D).
-    #[arg(long, default_value_t = 16)]
-    latent_dim: usize,
-    /// Residual quantiser stages (quality levels).
-    #[arg(long, default_value_t = 4)]
-    stages: usize,
-    #[arg(long, default_value_t = 64)]
-    channels_low: usize,
-    #[arg(long, default_value_t = 32)]
-    channels_high: usize,
+    /// Entries per codebook (K) [default: 512]. The shape options are for a
+    /// new model: a resumed or continued one keeps its own shape.
+    #[arg(long, value_name = "K")]
+    codebook_size: Option<usize>,
+    /// Dimension of latent and codebook vectors (D) [default: 16].
+    #[arg(long, value_name = "D")]
+    latent_dim: Option<usize>,
+    /// Residual quantiser stages (quality levels) [default: 4].
+    #[arg(long, value_name = "S")]
+    stages: Option<usize>,
+    /// Channels of the network at the latent resolution [default: 64].
+    #[arg(long, value_name = "N")]
+    channels_low: Option<usize>,
+    /// Channels of the network at half the image resolution [default: 32].
+    #[arg(long, value_name = "N")]
+    channels_high: Option<usize>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Images held out for validation (the last ones of the data).
@@ -191,6 +194,38 @@ impl TrainObserver for Progress {
     }
 }
 
+impl TrainArgs {
+    /// The shape a new model gets: the shape options, defaults for the rest.
+    fn shape(&self) -> ModelConfig {
+        let d = ModelConfig::default();
+        ModelConfig {
+            codebook_size: self.codebook_size.unwrap_or(d.codebook_size),
+            latent_dim: self.latent_dim.unwrap_or(d.latent_dim),
+            stages: self.stages.unwrap_or(d.stages),
+            channels_low: self.channels_low.unwrap_or(d.channels_low),
+            channels_high: self.channels_high.unwrap_or(d.channels_high),
+        }
+    }
+}
+
+/// Refuses shape options that differ from the shape of `config`, the model
+/// `what` that a run keeps: they would be ignored.
+fn check_shape_options(a: &TrainArgs, config: &ModelConfig, what: &str) -> Result<()> {
+    let given = [
+        ("--codebook-size", a.codebook_size, config.codebook_size),
+        ("--latent-dim", a.latent_dim, config.latent_dim),
+        ("--stages", a.stages, config.stages),
+        ("--channels-low", a.channels_low, config.channels_low),
+        ("--channels-high", a.channels_high, config.channels_high),
+    ];
+    for (flag, value, kept) in given {
+        if let Some(v) = value.filter(|&v| v != kept) {
+            bail!("{flag} {v}: {what} keeps its shape, {}", config.to_text());
+        }
+    }
+    Ok(())
+}
+
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.out.exists() && !a.force {
         bail!("{} already exists; use -f to overwrite", a.out.display());
@@ -200,11 +235,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         return refit_only(&a, path);
     }
     // A resumed run has the checkpoint's stages (and must have its targets).
-    if a.resume.is_none() && a.target_entropy.len() > a.stages {
+    let stages = a.shape().stages;
+    if a.resume.is_none() && a.target_entropy.len() > stages {
         bail!(
-            "--target-entropy has {} values for {} stages",
-            a.target_entropy.len(),
-            a.stages
+            "--target-entropy has {} values for {stages} stages",
+            a.target_entropy.len()
         );
     }
     if let Some(t) = a
@@ -303,22 +338,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
             let (done, step) = (ckpt.epochs_done, ckpt.step);
             let trainer = Trainer::resume(ckpt, options)?;
+            check_shape_options(&a, trainer.config(), "the model resumed")?;
             eprintln!("resuming after epoch {done} (step {step})");
             trainer
         }
         (None, Some((file, _, _))) => Trainer::from_model(file, options)?,
         (None, None) => {
-            let config = ModelConfig {
-                codebook_size: a.codebook_size,
-                latent_dim: a.latent_dim,
-                stages: a.stages,
-                channels_low: a.channels_low,
-                channels_high: a.channels_high,
-            };
+            let config = a.shape();
             config.validate()?;
             Trainer::new(config, options)?
         }
     };
+    check_shape_options(&a, trainer.config(), "--from's model")?;
     if let Some((file, prior, sha)) = &source {
         if file.config != *trainer.config() {
             bail!(
@@ -579,6 +610,7 @@ fn refit_only(a: &TrainArgs, path: &Path) -> Result<()> {
     let bytes = read_model_file(path).with_context(|| format!("reading {}", path.display()))?;
     let mut file =
         ModelFile::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
+    check_shape_options(a, &file.config, "--prior-only's model")?;
     if let Some(name) = &a.name {
         file.name.clone_from(name);
     }

@@ -626,6 +626,10 @@ fn training_keeps_its_checkpoint_and_resumes_only_the_same_run() {
         "{err}"
     );
     assert_eq!(std::fs::read(d.join("run.ckpt")).unwrap(), good);
+    assert_fails(
+        &resume(&["--limit", "128", "--latent-dim", "32"]),
+        "--latent-dim 32: the model resumed keeps its shape",
+    );
     // The same run resumes (here with nothing left to train).
     let out = resume(&["--limit", "128"]);
     assert_ok(&out);
