@@ -130,7 +130,14 @@ pub struct TrainArgs {
     prior_epochs: usize,
     /// Keep the network of this model file and fit only a new prior to DATA
     /// (no network training; the model's shape comes from the file).
-    #[arg(long, value_name = "MODEL", conflicts_with = "resume")]
+    #[arg(
+        long,
+        value_name = "MODEL",
+        conflicts_with_all = [
+            "resume", "checkpoint", "epochs", "batch_size", "lr", "ema", "restart_every",
+            "restart_until", "target_entropy", "commitment", "no_level_balance",
+        ]
+    )]
     prior_only: Option<PathBuf>,
     /// Overwrite OUT and the checkpoint if they exist.
     #[arg(short, long)]

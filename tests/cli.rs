@@ -531,6 +531,23 @@ fn train_refuses_options_that_cannot_work() {
         "the folder missing does not exist",
     );
     assert!(!d.join("fresh.ckpt").exists() && !d.join("c.ckpt").exists());
+    // Training options mean nothing to --prior-only, which trains no network.
+    let out = vqz(
+        &[
+            "train",
+            "--prior-only",
+            "m5.safetensors",
+            "--data",
+            data,
+            "--out",
+            "p.st",
+            "--lr",
+            "0.1",
+        ],
+        d,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with '--lr"));
     // Batches whose activations would not fit in memory: an error, not an
     // abort part-way through allocating them.
     let mut big = vec![0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 4, 0, 0, 0, 4, 0];
