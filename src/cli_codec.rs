@@ -17,6 +17,14 @@ use vqz::codec::{
 use vqz::format::{CodingMode, FrameEntry, Reader};
 use vqz::train::data::{Dataset, GZIP_MAGIC, idx_header, inflate_gzip, parse_idx_images};
 
+/// `writeln!` to `out`, a failed write being an error that says so (a
+/// report to a full disk or a closed descriptor must not pass for done).
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {
+        writeln!($out, $($arg)*).context("writing standard output")?
+    };
+}
+
 /// Options shared by every command that needs a model.
 #[derive(Args, Clone)]
 pub struct ModelArgs {
@@ -280,8 +288,9 @@ fn check_not_an_input(dest: &Path, inputs: &[PathBuf]) -> Result<()> {
 }
 
 /// With `--rm`, removes the input files once their output `dest` is
-/// written: each name once, however it was spelled (`7.png`, `./7.png`). Output that went to standard output may not have been kept (a
-/// pipe's reader can drop it), so then the inputs stay, as with gzip -c.
+/// written: each name once, however it was spelled (`7.png`, `./7.png`).
+/// Output that went to standard output may not have been kept (a pipe's
+/// reader can drop it), so then the inputs stay, as with gzip -c.
 fn remove_inputs(inputs: &[PathBuf], out: &OutputArgs, dest: &Path) -> Result<()> {
     if !out.rm {
         return Ok(());
@@ -760,7 +769,7 @@ fn scan_frames(
 
 fn print_frame(out: &mut impl Write, f: &FrameEntry) -> Result<()> {
     let g = f.header.geometry;
-    writeln!(
+    say!(
         out,
         "  {:<6} {:>7} {:>6} {:>8}  {:<9} {:>5}  {:<6} {:>6}",
         f.number,
@@ -771,8 +780,8 @@ fn print_frame(out: &mut impl Write, f: &FrameEntry) -> Result<()> {
         f.header.stages,
         mode_name(f.header.coding_mode),
         f.len_bytes * 8
-    )
-    .context("writing standard output")
+    );
+    Ok(())
 }
 
 pub fn info(a: InspectArgs) -> Result<()> {
@@ -822,46 +831,52 @@ pub fn info(a: InspectArgs) -> Result<()> {
         }
     };
     let mut out = std::io::stdout().lock();
-    let g = h.default_geometry;
-    let mut summary = format!(
-        "file:       {name} ({file_len} bytes)\n\
-         format:     vqz {}.{}\n\
-         model:      {} ({model_note})\n\
-         geometry:   {}x{}, {} channel{} (default), grid stride {}\n\
-         frames:     {n}\n",
+    say!(out, "file:       {name} ({file_len} bytes)");
+    say!(
+        out,
+        "format:     vqz {}.{}",
         h.version_major,
-        h.version_minor,
-        hex(&h.model_id.0),
+        h.version_minor
+    );
+    say!(out, "model:      {} ({model_note})", hex(&h.model_id.0));
+    let g = h.default_geometry;
+    say!(
+        out,
+        "geometry:   {}x{}, {} channel{} (default), grid stride {}",
         g.width,
         g.height,
         g.channels,
         if g.channels == 1 { "" } else { "s" },
         1u32 << h.grid_stride_log2
     );
-    summary += &match &last {
+    say!(out, "frames:     {n}");
+    match &last {
         Some(last) if last.header.final_frame => {
-            format!("ends with:  final frame {} (no end marker)\n", last.number)
+            say!(
+                out,
+                "ends with:  final frame {} (no end marker)",
+                last.number
+            )
         }
-        _ => format!("ends with:  end marker (frame count {n})\n"),
-    };
+        _ => say!(out, "ends with:  end marker (frame count {n})"),
+    }
     if n > 0 {
+        say!(
+            out,
+            "per image:  {:.1} bits in the stream ({:.1} payload), {:.1} bits with the file's overhead shared",
+            total as f64 * 8.0 / n as f64,
+            payload as f64 * 8.0 / n as f64,
+            file_len as f64 * 8.0 / n as f64
+        );
         let l: Vec<String> = levels
             .iter()
             .map(|(k, v)| format!("level {k}: {v}"))
             .collect();
-        summary += &format!(
-            "per image:  {:.1} bits in the stream ({:.1} payload), {:.1} bits with the file's overhead shared\n\
-             levels:     {}\n\
-             \x20 frame   offset  bytes  payload  size      level  mode    bits\n",
-            total as f64 * 8.0 / n as f64,
-            payload as f64 * 8.0 / n as f64,
-            file_len as f64 * 8.0 / n as f64,
-            l.join(", ")
+        say!(out, "levels:     {}", l.join(", "));
+        say!(
+            out,
+            "  frame   offset  bytes  payload  size      level  mode    bits"
         );
-    }
-    out.write_all(summary.as_bytes())
-        .context("writing standard output")?;
-    if n > 0 {
         for f in &first {
             print_frame(&mut out, f)?;
         }
@@ -874,8 +889,7 @@ pub fn info(a: InspectArgs) -> Result<()> {
                 Ok(())
             })?;
         } else if listed < n {
-            writeln!(out, "  ... {} more (-v lists all)", n - listed)
-                .context("writing standard output")?;
+            say!(out, "  ... {} more (-v lists all)", n - listed);
         }
     }
     out.flush().context("writing standard output")
@@ -908,7 +922,7 @@ pub fn verify(v: VerifyArgs) -> Result<()> {
         }
     }
     let mut out = std::io::stdout().lock();
-    writeln!(
+    say!(
         out,
         "{name}: OK, {count} frame{} decoded, every CRC checked{}",
         if count == 1 { "" } else { "s" },
@@ -917,9 +931,8 @@ pub fn verify(v: VerifyArgs) -> Result<()> {
         } else {
             String::new()
         }
-    )
-    .and_then(|()| out.flush())
-    .context("writing standard output")
+    );
+    out.flush().context("writing standard output")
 }
 
 #[cfg(test)]

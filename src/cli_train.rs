@@ -349,14 +349,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
             eprintln!("resuming after epoch {done} (step {step})");
             trainer
         }
-        (None, Some((file, _, _))) => Trainer::from_model(file, options)?,
+        (None, Some((file, _, _))) => {
+            check_shape_options(&a, &file.config, "--from's model")?;
+            Trainer::from_model(file, options)?
+        }
         (None, None) => {
             let config = a.shape();
             config.validate()?;
             Trainer::new(config, options)?
         }
     };
-    check_shape_options(&a, trainer.config(), "--from's model")?;
     if let Some((file, prior, sha)) = &source {
         if file.config != *trainer.config() {
             bail!(

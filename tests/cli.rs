@@ -26,6 +26,18 @@ fn setup() -> tempfile::TempDir {
     dir
 }
 
+/// A failure after progress lines: exit 1, and the last line the error,
+/// containing `needle`.
+fn assert_fails_after_progress(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.trim_end().lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("vqz: ") && last.contains(needle),
+        "{needle:?} not in {err:?}"
+    );
+}
+
 /// A success: exit 0 (stderr shown if not).
 fn assert_ok(out: &Output) {
     assert!(
@@ -563,12 +575,7 @@ fn train_refuses_options_that_cannot_work() {
         "1",
     ];
     let out = vqz(&big, d);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("a batch of 3 images of 1024x1024 needs about"),
-        "{err}"
-    );
+    assert_fails_after_progress(&out, "a batch of 3 images of 1024x1024 needs about");
 }
 
 /// A run whose loss stops being a number ends with an error and leaves the
@@ -616,12 +623,7 @@ fn training_keeps_its_checkpoint_and_resumes_only_the_same_run() {
         .concat(),
         d,
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("vqz: training diverged: the loss became"),
-        "{err}"
-    );
+    assert_fails_after_progress(&out, "training diverged: the loss became");
     assert_eq!(std::fs::read(d.join("run.ckpt")).unwrap(), good);
     assert!(!d.join("b.st").exists());
     // Resumed with another option, or other images: refused.
@@ -636,11 +638,9 @@ fn training_keeps_its_checkpoint_and_resumes_only_the_same_run() {
         "the checkpoint's run had --lr 0.002 (now 0.01), --seed 1 (now 7)",
     );
     let out = resume(&["--limit", "160"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("vqz: the checkpoint's run trained on other images (128x28x28"),
-        "{err}"
+    assert_fails_after_progress(
+        &out,
+        "the checkpoint's run trained on other images (128x28x28",
     );
     assert_eq!(std::fs::read(d.join("run.ckpt")).unwrap(), good);
     assert_fails(

@@ -430,25 +430,25 @@ pub(crate) fn encode_images(
     // if its payload is no longer than the plain one's, so a level that
     // reaches a target PSNR or fits a byte budget still does.
     let grids = encode_grids(model, &planes, stages)?;
-    let (levels, met): (Vec<u8>, Vec<bool>) = match plan {
-        Plan::Level(l) => (vec![l; images.len()], vec![true; images.len()]),
+    // Which images reach a target PSNR on their plain encoding.
+    let mut reached = vec![true; images.len()];
+    let levels: Vec<u8> = match plan {
+        Plan::Level(l) => vec![l; images.len()],
         Plan::MaxBytes(budget) => grids
             .par_iter()
             .zip(&planes)
             .map(|(g, p)| {
                 // The largest level that fits; level 1 if none does.
-                let (mut best, mut fits) = (1, false);
-                for l in 1..=max {
+                let mut best = 1;
+                for l in 2..=max {
                     let f = entropy_code(model, p.geometry, &g.first_stages(l)?)?;
                     if standalone_size(&f) <= budget {
-                        (best, fits) = (l, true);
+                        best = l;
                     }
                 }
-                Ok((best, fits))
+                Ok(best)
             })
-            .collect::<Result<Vec<_>, CodecError>>()?
-            .into_iter()
-            .unzip(),
+            .collect::<Result<_, CodecError>>()?,
         Plan::TargetPsnr(target) => {
             // Decode every level of every image, keep the smallest level
             // whose reconstruction reaches the target (the highest if none).
@@ -468,7 +468,8 @@ pub(crate) fn encode_images(
                     }
                 }
             }
-            (chosen, settled)
+            reached = settled;
+            chosen
         }
     };
     let plain = grids
@@ -490,48 +491,51 @@ pub(crate) fn encode_images(
             refined[i] = Some(grid);
         }
     }
-    let mut coded: Vec<(EncodedFrame, IndexGrid, bool)> = plain
+    let coded: Vec<(EncodedFrame, IndexGrid)> = plain
         .into_par_iter()
         .zip(refined)
         .zip(&planes)
-        .zip(met)
-        .map(|(((plain, refined), p), met)| {
+        .map(|((plain, refined), p)| {
             let plain_frame = entropy_code(model, p.geometry, &plain)?;
             let Some(refined) = refined else {
-                return Ok((plain_frame, plain, met));
+                return Ok((plain_frame, plain));
             };
             // Code length and coded bytes differ a little (ANS start-up,
             // rounding to bytes): never let refinement make a payload longer.
             let frame = entropy_code(model, p.geometry, &refined)?;
             Ok(if frame.payload.len() <= plain_frame.payload.len() {
-                (frame, refined, met)
+                (frame, refined)
             } else {
-                (plain_frame, plain, met)
+                (plain_frame, plain)
             })
         })
         .collect::<Result<_, CodecError>>()?;
-    // Refinement can bring an image that missed the budget or the target
-    // at every level within it: whether a frame meets it is decided on the
-    // frame itself.
-    match plan {
-        Plan::Level(_) => {}
-        Plan::MaxBytes(budget) => {
-            for (frame, _, met) in &mut coded {
-                *met = standalone_size(frame) <= budget;
-            }
-        }
+    // Whether each frame meets the quality asked for, decided on the frame
+    // itself: refinement can bring an image that missed the budget or the
+    // target at every level within it.
+    let met: Vec<bool> = match plan {
+        Plan::Level(_) => reached,
+        Plan::MaxBytes(budget) => coded
+            .iter()
+            .map(|(frame, _)| standalone_size(frame) <= budget)
+            .collect(),
         Plan::TargetPsnr(target) => {
-            let missed: Vec<usize> = (0..coded.len()).filter(|&i| !coded[i].2).collect();
+            let missed: Vec<usize> = (0..coded.len()).filter(|&i| !reached[i]).collect();
             let items: Vec<(Geometry, IndexGrid)> = missed
                 .iter()
                 .map(|&i| (planes[i].geometry, coded[i].1.clone()))
                 .collect();
             for (&i, r) in missed.iter().zip(reconstruct(model, &items)?) {
-                coded[i].2 = psnr_db(images[i].as_bytes(), r.as_bytes()) >= target;
+                reached[i] = psnr_db(images[i].as_bytes(), r.as_bytes()) >= target;
             }
+            reached
         }
-    }
-    Ok(coded)
+    };
+    Ok(coded
+        .into_iter()
+        .zip(met)
+        .map(|((frame, grid), met)| (frame, grid, met))
+        .collect())
 }
 
 /// Images of frames, in order. A payload that does not decode ends the

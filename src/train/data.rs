@@ -83,15 +83,13 @@ impl Dataset {
 
 /// Reads a file, inflating it if it starts with the gzip magic bytes.
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+    let io = |source| DataError::Io {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let raw = std::fs::read(path).map_err(io)?;
     if raw.starts_with(&GZIP_MAGIC) {
-        inflate_gzip(&raw).map_err(|source| DataError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        inflate_gzip(&raw).map_err(io)
     } else {
         Ok(raw)
     }

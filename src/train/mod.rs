@@ -138,7 +138,8 @@ pub const MAX_BATCH_FLOATS: usize = 1 << 31;
 
 /// Identifies a data set: its shape and a digest of its pixels.
 fn data_fingerprint(data: &Dataset) -> String {
-    let digest = crate::model::model_sha256(&data.pixels);
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(&data.pixels);
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("{}x{}x{} {hex}", data.len(), data.width, data.height)
 }
@@ -907,15 +908,15 @@ impl Trainer {
         }
         let (train_ids, val_ids) = self.split(data)?;
         let bs = self.options.batch_size.max(1);
-        let floats = (bs.min(train_ids.len()) as u128)
+        let batch = bs.min(train_ids.len());
+        let floats = (batch as u128)
             * (data.width * data.height) as u128
             * 4
             * self.model.floats_per_pixel() as u128;
         if floats > MAX_BATCH_FLOATS as u128 {
             return Err(TrainError::BadData(format!(
-                "a batch of {} images of {}x{} needs about {} GB for the network, over the {} GB \
+                "a batch of {batch} images of {}x{} needs about {} GB for the network, over the {} GB \
                  limit: lower --batch-size, or train on smaller images",
-                bs.min(train_ids.len()),
                 data.width,
                 data.height,
                 floats * 4 / 1_000_000_000,
