@@ -101,16 +101,28 @@ impl<R: Read> Input<R> {
         field: &'static str,
     ) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity((len as usize).min(64 * 1024));
+        self.read_in_chunks(len, place, field, |buf| out.extend_from_slice(buf))?;
+        Ok(out)
+    }
+
+    /// Reads `len` bytes in pieces of at most 8 KiB, handing each to `each`.
+    fn read_in_chunks(
+        &mut self,
+        len: u32,
+        place: Place,
+        field: &'static str,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<()> {
         let mut chunk = [0u8; 8192];
         let mut left = len as usize;
         while left > 0 {
             let n = left.min(chunk.len());
             let buf = chunk.get_mut(..n).unwrap_or_default();
             self.read_exact(buf, place, field)?;
-            out.extend_from_slice(buf);
+            each(buf);
             left -= n;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads to the end of the input, at most `cap` bytes; `None` if the
@@ -146,16 +158,7 @@ impl<R: Read> Input<R> {
         place: Place,
         field: &'static str,
     ) -> Result<()> {
-        let mut chunk = [0u8; 8192];
-        let mut left = len as usize;
-        while left > 0 {
-            let n = left.min(chunk.len());
-            let buf = chunk.get_mut(..n).unwrap_or_default();
-            self.read_exact(buf, place, field)?;
-            hasher.update(buf);
-            left -= n;
-        }
-        Ok(())
+        self.read_in_chunks(len, place, field, |buf| hasher.update(buf))
     }
 
     /// Reads a varint of at most `max_bits` bits (spec section "Varints").
