@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use vqz::atomic_write::{same_file, write_atomic};
+use vqz::atomic_write::{folder_of, same_file, write_atomic};
 use vqz::codec::{Model, hex};
 use vqz::entropy::{MAX_CLASSES, MAX_EMBED, MAX_HIDDEN, PRIOR_VERSION, Prior};
 use vqz::model::{ModelConfig, ModelFile, model_sha256, read_model_file};
@@ -568,10 +568,7 @@ fn check_writable_name(flag: &str, path: &Path) -> Result<()> {
     if path.is_dir() {
         bail!("{flag} {} is a folder: name a file", path.display());
     }
-    let folder = path
-        .parent()
-        .filter(|f| !f.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let folder = folder_of(path);
     if !folder.is_dir() {
         bail!(
             "{flag} {}: the folder {} does not exist",

@@ -109,8 +109,19 @@ impl TrainOptions {
     }
 }
 
-/// The options of `recorded` (as [`TrainOptions::to_text`] joins them)
-/// that `now` sets otherwise, as `--name was, now`; empty if none.
+/// The options as a checkpoint records them: [`TrainOptions::to_text`]'s
+/// pairs as `name=value`, joined by `;`.
+fn options_line(options: &TrainOptions) -> String {
+    options
+        .to_text()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The options of `recorded` (an [`options_line`]) that `now` sets
+/// otherwise, as `--name was (now value)`; empty if none.
 fn changed_options(recorded: &str, now: &TrainOptions) -> Vec<String> {
     let was: BTreeMap<&str, &str> = recorded
         .split(';')
@@ -610,14 +621,7 @@ impl Trainer {
             step: self.adam.step,
             state,
             priced_by: self.context_rate.as_ref().map(|c| c.source.clone()),
-            options: Some(
-                self.options
-                    .to_text()
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(";"),
-            ),
+            options: Some(options_line(&self.options)),
             data: self.data.clone(),
         }
     }
