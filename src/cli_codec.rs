@@ -786,7 +786,8 @@ fn print_frame(out: &mut impl Write, f: &FrameEntry) -> Result<()> {
 
 pub fn info(a: InspectArgs) -> Result<()> {
     let name = a.input.display().to_string();
-    if a.input.is_dir() {
+    let stdin = a.input == Path::new("-");
+    if !stdin && a.input.is_dir() {
         bail!("{name} is a directory");
     }
     // A --model that does not load is an error, as for every command; the
@@ -798,7 +799,7 @@ pub fn info(a: InspectArgs) -> Result<()> {
     // One pass sums the frames and keeps the first few; `-v` lists the
     // rest in a second pass, or, for input that cannot be read twice (a
     // pipe), keeps them all in the first.
-    let regular = std::fs::metadata(&a.input).is_ok_and(|m| m.is_file());
+    let regular = !stdin && std::fs::metadata(&a.input).is_ok_and(|m| m.is_file());
     let keep = if a.verbose && !regular {
         usize::MAX
     } else {

@@ -989,6 +989,18 @@ fn info_and_verify_report_to_standard_output_or_fail_cleanly() {
     let piped =
         String::from_utf8_lossy(&piped.stdout).replace("file:       -", "file:       7.png.vqz");
     assert_eq!(piped, String::from_utf8_lossy(&named.stdout));
+    // `-` is standard input even beside a file named `-`: `-v` lists every
+    // frame from the one pass a pipe allows.
+    let mut args = vec!["compress", "-o", "many.vqz", "--refine", "0"];
+    args.extend(["7.png"; 12]);
+    assert_ok(&vqz(&args, d));
+    std::fs::write(d.join("-"), b"not this").unwrap();
+    let many = std::fs::read(d.join("many.vqz")).unwrap();
+    let piped = vqz_with_stdin(&["info", "-", "-v"], d, &many);
+    assert_ok(&piped);
+    let listed = String::from_utf8_lossy(&piped.stdout);
+    assert!(listed.contains("frames:     12"), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("  11 ")), "{listed}");
     if Path::new("/dev/full").exists() {
         for cmd in ["info", "verify"] {
             let full = std::fs::File::create("/dev/full").unwrap();
