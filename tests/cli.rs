@@ -967,6 +967,28 @@ fn a_model_option_does_not_hide_the_built_in_model() {
     assert_ok(&vqz(&["verify", "7.png.vqz", "--model", other], d));
     let info = String::from_utf8_lossy(&vqz(&["info", "7.png.vqz", "--model", other], d).stdout)
         .into_owned();
+    assert!(info.contains("(known: mnist 8)"), "{info}");
+    // A file of the model shipped before (mnist 7) names the model it
+    // needs, and decodes once that model's file is given.
+    std::fs::copy(testdata("golden/mnist-7/7.vqz"), d.join("old.vqz")).unwrap();
+    let info = String::from_utf8_lossy(&vqz(&["info", "old.vqz"], d).stdout).into_owned();
+    assert!(
+        info.contains("model:      2eb036fb (not available here"),
+        "{info}"
+    );
+    assert_fails(
+        &vqz(&["decompress", "old.vqz", "-o", "old.png"], d),
+        "encoded with model 2eb036fb, which is not available",
+    );
+    assert!(!d.join("old.png").exists());
+    let mnist_7 = testdata("models/mnist-7.safetensors");
+    let mnist_7 = mnist_7.to_str().unwrap();
+    assert_ok(&vqz(
+        &["decompress", "old.vqz", "--model", mnist_7, "-o", "old.png"],
+        d,
+    ));
+    let info = String::from_utf8_lossy(&vqz(&["info", "old.vqz", "--model", mnist_7], d).stdout)
+        .into_owned();
     assert!(info.contains("(known: mnist 7)"), "{info}");
     // A --model that does not load is an error, for info too.
     assert_fails(

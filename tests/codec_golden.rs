@@ -1,6 +1,7 @@
-//! Golden files of the shipped model (`golden/codec`) and of the model it
-//! replaced (`golden/mnist-5`, with that model's file in `testdata/models`):
-//! the ten digits of `testdata/digits` compressed at the default level. The
+//! Golden files of the shipped model (`golden/codec`) and of two models it
+//! replaced (`golden/mnist-7` and `golden/mnist-5`, with those models' files
+//! in `testdata/models`): the ten digits of `testdata/digits` compressed at
+//! the default level. The
 //! encoder must still produce these exact bytes, and they must still decode
 //! to the stored reconstructions. A change of the default model or of the
 //! encoder changes them; that is a deliberate act (new golden files, listed
@@ -19,11 +20,24 @@ fn golden_in(dir: &str, name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// `mnist 5`, the shipped model before the learned prior: the network of
-/// today's model with a class-context prior.
+fn testdata_model(name: &str) -> Model {
+    Model::load(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/models")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// `mnist 5`, the last shipped model with a class-context prior.
 fn mnist_5() -> Model {
-    Model::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/models/mnist-5.safetensors"))
-        .unwrap()
+    testdata_model("mnist-5.safetensors")
+}
+
+/// `mnist 7`, shipped before today's model: the same network with a
+/// learned-context prior trained for fewer epochs.
+fn mnist_7() -> Model {
+    testdata_model("mnist-7.safetensors")
 }
 
 #[test]
@@ -32,22 +46,25 @@ fn digits_encode_to_the_golden_bytes_and_decode_to_the_golden_pixels() {
 }
 
 #[test]
-fn the_previous_models_digits_still_code_and_decode_with_it() {
-    let model = mnist_5();
-    assert_eq!(model.prior().version(), 1);
-    assert_ne!(model.id(), Model::default_model().unwrap().id());
-    check_digits(&model, "mnist-5");
+fn earlier_models_digits_still_code_and_decode_with_them() {
+    let shipped = Model::default_model().unwrap();
+    for (model, prior_version, dir) in [(mnist_5(), 1, "mnist-5"), (mnist_7(), 2, "mnist-7")] {
+        assert_eq!(model.prior().version(), prior_version, "{dir}");
+        assert_ne!(model.id(), shipped.id(), "{dir}");
+        check_digits(&model, dir);
+    }
 }
 
-/// The shipped model's digits as the format 3.0 encoder wrote them (plain
-/// ANS steps): they still decode, to the same pixels as the 4.0 files.
+/// `mnist 7`'s digits as the format 3.0 encoder wrote them (plain ANS
+/// steps, learned-context prior): they still decode, to the same pixels as
+/// the 4.0 files.
 #[test]
-fn the_shipped_models_3_0_files_still_decode() {
-    let model = Model::default_model().unwrap();
+fn format_3_0_files_of_a_learned_prior_still_decode() {
+    let model = mnist_7();
     let mut saved = 0;
     for n in 0..10 {
         let old = golden_in("codec-v3", &format!("{n}.vqz"));
-        let new = golden_in("codec", &format!("{n}.vqz"));
+        let new = golden_in("mnist-7", &format!("{n}.vqz"));
         assert_eq!(old[3], 0x30, "digit {n}: format 3.0");
         assert_eq!(new[3], 0x40, "digit {n}: format 4.0");
         let back = codec::decompress(&old, &model).unwrap();
