@@ -14,6 +14,11 @@ fn vqz(args: &[&str], dir: &Path) -> Output {
         .unwrap()
 }
 
+/// What `vqz args` in `dir` prints to standard output, as text.
+fn stdout_of(args: &[&str], dir: &Path) -> String {
+    String::from_utf8_lossy(&vqz(args, dir).stdout).into_owned()
+}
+
 fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata")
@@ -351,12 +356,12 @@ fn an_idx_file_round_trips_through_one_stream() {
     let warning = format!("also holds {} other files named like frames", 512 - kept);
     assert!(err.contains(&warning), "{err}");
     assert_eq!(std::fs::read_dir(d.join("pngs")).unwrap().count(), 512);
-    let info = String::from_utf8_lossy(&vqz(&["info", "set.vqz"], d).stdout).into_owned();
+    let info = stdout_of(&["info", "set.vqz"], d);
     assert!(info.contains("frames:     512"), "{info}");
     assert!(info.contains("ends with:  final frame 511"), "{info}");
     assert!(info.contains("... 502 more (-v lists all)"), "{info}");
     // -v lists every frame once, in order, at the offsets the frames have.
-    let all = String::from_utf8_lossy(&vqz(&["info", "-v", "set.vqz"], d).stdout).into_owned();
+    let all = stdout_of(&["info", "-v", "set.vqz"], d);
     let rows: Vec<Vec<u64>> = all
         .lines()
         .skip_while(|l| !l.starts_with("  frame"))
@@ -924,7 +929,7 @@ fn an_embedded_model_decodes_with_another_default() {
     let d = dir.path();
     let out = vqz(&["compress", "--embed-model", "7.png"], d);
     assert!(out.status.success());
-    let info = String::from_utf8_lossy(&vqz(&["info", "7.png.vqz"], d).stdout).into_owned();
+    let info = stdout_of(&["info", "7.png.vqz"], d);
     assert!(info.contains("embedded"), "{info}");
     assert_ok(&vqz(&["verify", "7.png.vqz"], d));
 }
@@ -942,6 +947,33 @@ fn outputs_take_the_permissions_of_their_input() {
     assert_eq!(mode("7.png.vqz"), 0o600);
     assert_ok(&vqz(&["decompress", "7.png.vqz", "-o", "back.png"], d));
     assert_eq!(mode("back.png"), 0o600);
+}
+
+/// A file of the model shipped before (`mnist 7`) names the model it needs,
+/// and decodes once that model's file is given.
+#[test]
+fn a_file_of_an_earlier_model_names_it_and_decodes_with_it() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::copy(testdata("golden/mnist-7/7.vqz"), d.join("old.vqz")).unwrap();
+    let info = stdout_of(&["info", "old.vqz"], d);
+    assert!(
+        info.contains("model:      2eb036fb (not available here"),
+        "{info}"
+    );
+    assert_fails(
+        &vqz(&["decompress", "old.vqz", "-o", "old.png"], d),
+        "encoded with model 2eb036fb, which is not available",
+    );
+    assert!(!d.join("old.png").exists());
+    let mnist_7 = testdata("models/mnist-7.safetensors");
+    let mnist_7 = mnist_7.to_str().unwrap();
+    assert_ok(&vqz(
+        &["decompress", "old.vqz", "--model", mnist_7, "-o", "old.png"],
+        d,
+    ));
+    let info = stdout_of(&["info", "old.vqz", "--model", mnist_7], d);
+    assert!(info.contains("(known: mnist 7)"), "{info}");
 }
 
 /// `--model` adds a model: a stream of the built-in model still decodes.
@@ -965,31 +997,8 @@ fn a_model_option_does_not_hide_the_built_in_model() {
     );
     assert_ok(&out);
     assert_ok(&vqz(&["verify", "7.png.vqz", "--model", other], d));
-    let info = String::from_utf8_lossy(&vqz(&["info", "7.png.vqz", "--model", other], d).stdout)
-        .into_owned();
+    let info = stdout_of(&["info", "7.png.vqz", "--model", other], d);
     assert!(info.contains("(known: mnist 8)"), "{info}");
-    // A file of the model shipped before (mnist 7) names the model it
-    // needs, and decodes once that model's file is given.
-    std::fs::copy(testdata("golden/mnist-7/7.vqz"), d.join("old.vqz")).unwrap();
-    let info = String::from_utf8_lossy(&vqz(&["info", "old.vqz"], d).stdout).into_owned();
-    assert!(
-        info.contains("model:      2eb036fb (not available here"),
-        "{info}"
-    );
-    assert_fails(
-        &vqz(&["decompress", "old.vqz", "-o", "old.png"], d),
-        "encoded with model 2eb036fb, which is not available",
-    );
-    assert!(!d.join("old.png").exists());
-    let mnist_7 = testdata("models/mnist-7.safetensors");
-    let mnist_7 = mnist_7.to_str().unwrap();
-    assert_ok(&vqz(
-        &["decompress", "old.vqz", "--model", mnist_7, "-o", "old.png"],
-        d,
-    ));
-    let info = String::from_utf8_lossy(&vqz(&["info", "old.vqz", "--model", mnist_7], d).stdout)
-        .into_owned();
-    assert!(info.contains("(known: mnist 7)"), "{info}");
     // A --model that does not load is an error, for info too.
     assert_fails(
         &vqz(&["info", "7.png.vqz", "--model", "missing.safetensors"], d),

@@ -1,32 +1,29 @@
 //! Golden files of the shipped model (`golden/codec`) and of two models it
 //! replaced (`golden/mnist-7` and `golden/mnist-5`, with those models' files
 //! in `testdata/models`): the ten digits of `testdata/digits` compressed at
-//! the default level. The
-//! encoder must still produce these exact bytes, and they must still decode
-//! to the stored reconstructions. A change of the default model or of the
+//! the default level. The encoder must still produce these exact bytes, and
+//! they must still decode to the stored reconstructions. A change of the default model or of the
 //! encoder changes them; that is a deliberate act (new golden files, listed
 //! in `testdata/MANIFEST`), never a way to make this test pass.
 #![cfg(feature = "codec")]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use vqz::codec::{self, CompressOptions, Model};
 
+fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
+}
+
 fn golden_in(dir: &str, name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/golden")
-        .join(dir)
-        .join(name);
+    let p = testdata(&format!("golden/{dir}/{name}"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn testdata_model(name: &str) -> Model {
-    Model::load(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("testdata/models")
-            .join(name),
-    )
-    .unwrap()
+    Model::load(testdata(&format!("models/{name}"))).unwrap()
 }
 
 /// `mnist 5`, the last shipped model with a class-context prior.
@@ -95,10 +92,7 @@ fn worst_difference(a: &image::DynamicImage, b: &image::DynamicImage) -> u8 {
 fn check_digits(model: &Model, dir: &str) {
     let golden = |name: &str| golden_in(dir, name);
     for n in 0..10 {
-        let digit = image::open(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("testdata/digits/{n}.png")),
-        )
-        .unwrap();
+        let digit = image::open(testdata(&format!("digits/{n}.png"))).unwrap();
         let want = golden(&format!("{n}.vqz"));
         let got = codec::compress(model, &digit, &CompressOptions::default()).unwrap();
         assert_eq!(got, want, "{dir}: digit {n}: encoder output changed");
@@ -122,9 +116,7 @@ fn an_image_larger_than_one_network_pass_codes_as_if_it_went_through_whole() {
     // The goldens predate the learned prior; the tiling is the network's.
     let model = mnist_5();
     let golden = |name: &str| golden_in("mnist-5", name);
-    let mosaic =
-        image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/digits-mosaic.png"))
-            .unwrap();
+    let mosaic = image::open(testdata("digits-mosaic.png")).unwrap();
     assert_eq!((mosaic.width(), mosaic.height()), (532, 532));
     assert!(
         532 * 532 > model.pass_pixels(),
