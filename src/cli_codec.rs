@@ -169,8 +169,14 @@ pub struct InspectArgs {
     model: ModelArgs,
 }
 
+/// Whether `path` names standard input or output: exactly `-`, as in gzip
+/// (`./-` or `-/` name a file or folder).
+fn is_std_stream(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 fn read_input(path: &Path) -> Result<Vec<u8>> {
-    if path == Path::new("-") {
+    if is_std_stream(path) {
         let mut v = Vec::new();
         std::io::stdin()
             .lock()
@@ -250,7 +256,7 @@ fn progress(len: u64, quiet: bool) -> ProgressBar {
 /// Writes `bytes` to `dest` (`-`: standard output), a file getting the
 /// permissions of the input `like` where the output is made from one file.
 fn write_output(dest: &Path, bytes: &[u8], force: bool, like: Option<&Path>) -> Result<()> {
-    if dest == Path::new("-") {
+    if is_std_stream(dest) {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes).context("writing standard output")?;
         out.flush().context("writing standard output")?;
@@ -263,7 +269,7 @@ fn write_output(dest: &Path, bytes: &[u8], force: bool, like: Option<&Path>) -> 
 /// The one input file an output is made from, whose permissions it takes.
 fn sole_input(inputs: &[PathBuf]) -> Option<&Path> {
     match inputs {
-        [p] if p.as_os_str() != "-" => Some(p),
+        [p] if !is_std_stream(p) => Some(p),
         _ => None,
     }
 }
@@ -271,12 +277,12 @@ fn sole_input(inputs: &[PathBuf]) -> Option<&Path> {
 /// Refuses an output that is one of the inputs: even with `-f` it would
 /// replace the input, and `--rm` would then delete the only copy.
 fn check_not_an_input(dest: &Path, inputs: &[PathBuf]) -> Result<()> {
-    if dest == Path::new("-") {
+    if is_std_stream(dest) {
         return Ok(());
     }
     if let Some(p) = inputs
         .iter()
-        .find(|p| p.as_os_str() != "-" && same_file(p, dest))
+        .find(|p| !is_std_stream(p) && same_file(p, dest))
     {
         bail!(
             "the output {} is the input {}: name another output with -o",
@@ -295,12 +301,12 @@ fn remove_inputs(inputs: &[PathBuf], out: &OutputArgs, dest: &Path) -> Result<()
     if !out.rm {
         return Ok(());
     }
-    if dest == Path::new("-") {
+    if is_std_stream(dest) {
         eprintln!("vqz: warning: --rm ignored: the output went to standard output; inputs kept");
         return Ok(());
     }
     let mut names = std::collections::HashSet::new();
-    for p in inputs.iter().filter(|p| p.as_os_str() != "-") {
+    for p in inputs.iter().filter(|p| !is_std_stream(p)) {
         // A link given as input is removed, not what it points to.
         let name = resolved_name(p);
         if !names.insert(name) {
@@ -321,14 +327,14 @@ fn destination(
     default: impl FnOnce() -> Result<PathBuf>,
 ) -> Result<PathBuf> {
     let dest = match output {
-        Some(o) if out.stdout && o != Path::new("-") => {
+        Some(o) if out.stdout && !is_std_stream(o) => {
             bail!("-c writes to standard output and -o names a file: give one of them")
         }
         Some(o) => o.to_path_buf(),
         None if out.stdout || stdin_input => PathBuf::from("-"),
         None => default()?,
     };
-    if dest == Path::new("-") && std::io::stdout().is_terminal() {
+    if is_std_stream(&dest) && std::io::stdout().is_terminal() {
         bail!("not writing binary data to a terminal: name a file with -o, or redirect");
     }
     Ok(dest)
@@ -355,7 +361,7 @@ fn size_thread_pools(inputs: &[PathBuf]) {
     // Reads the header only; IDX files and anything else that is not one
     // image give no size and keep every core.
     let size = match inputs {
-        [path] if path.as_os_str() != "-" => image::image_dimensions(path).ok(),
+        [path] if !is_std_stream(path) => image::image_dimensions(path).ok(),
         _ => None,
     };
     if let Some(threads) = small_job_threads(size, cores, user_set) {
@@ -389,7 +395,7 @@ pub fn compress(a: CompressArgs) -> Result<()> {
         embed_model: a.embed_model,
         refine_steps: a.refine,
     };
-    let stdin_input = a.inputs.iter().any(|p| p.as_os_str() == "-");
+    let stdin_input = a.inputs.iter().any(|p| is_std_stream(p));
     let dest = destination(a.output.as_deref(), &a.out, stdin_input, || {
         if a.inputs.len() > 1 {
             bail!("several inputs go into one stream: name it with -o FILE");
@@ -399,7 +405,7 @@ pub fn compress(a: CompressArgs) -> Result<()> {
         Ok(PathBuf::from(p))
     })?;
     check_not_an_input(&dest, &a.inputs)?;
-    if dest != Path::new("-") && dest.exists() && !a.out.force {
+    if !is_std_stream(&dest) && dest.exists() && !a.out.force {
         bail!("{} already exists (use -f to overwrite)", dest.display());
     }
     let mut images = Vec::new();
@@ -445,7 +451,7 @@ pub fn compress(a: CompressArgs) -> Result<()> {
     }
     write_output(&dest, &bytes, a.out.force, sole_input(&a.inputs))?;
     remove_inputs(&a.inputs, &a.out, &dest)?;
-    if !a.out.quiet && dest != Path::new("-") {
+    if !a.out.quiet && !is_std_stream(&dest) {
         let n = images.len();
         let used: Vec<String> = levels
             .iter()
@@ -549,12 +555,9 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         images.extend(batches.next());
     }
     let several = images.len() > 1 || (batches.failure.is_some() && !images.is_empty());
-    let dest = destination(
-        a.output.as_deref(),
-        &a.out,
-        a.input.as_os_str() == "-",
-        || Ok(default_decompressed_name(&a.input, several, a.idx)),
-    )?;
+    let dest = destination(a.output.as_deref(), &a.out, is_std_stream(&a.input), || {
+        Ok(default_decompressed_name(&a.input, several, a.idx))
+    })?;
     check_not_an_input(&dest, input)?;
     let mut written = 0u64;
     if !images.is_empty() {
@@ -580,7 +583,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
             write_output(&dest, &idx, a.out.force, sole_input(input))?;
             written = count;
         } else if several {
-            if dest == Path::new("-") {
+            if is_std_stream(&dest) {
                 bail!(
                     "the stream holds several images; write them to a folder (-o DIR) or use --idx"
                 );
@@ -628,7 +631,7 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
         bail!("{name} holds no image");
     }
     remove_inputs(input, &a.out, &dest)?;
-    if !a.out.quiet && dest != Path::new("-") {
+    if !a.out.quiet && !is_std_stream(&dest) {
         eprintln!(
             "{name} -> {}: {written} image{}",
             dest.display(),
@@ -750,7 +753,7 @@ fn scan_frames(
     mut each: impl FnMut(FrameEntry) -> Result<()>,
 ) -> Result<Reader<BufReader<Box<dyn Read>>>> {
     let name = path.display().to_string();
-    let input: Box<dyn Read> = if path == Path::new("-") {
+    let input: Box<dyn Read> = if is_std_stream(path) {
         Box::new(std::io::stdin().lock())
     } else {
         Box::new(File::open(path).with_context(|| format!("opening {name}"))?)
@@ -786,7 +789,7 @@ fn print_frame(out: &mut impl Write, f: &FrameEntry) -> Result<()> {
 
 pub fn info(a: InspectArgs) -> Result<()> {
     let name = a.input.display().to_string();
-    let stdin = a.input == Path::new("-");
+    let stdin = is_std_stream(&a.input);
     if !stdin && a.input.is_dir() {
         bail!("{name} is a directory");
     }

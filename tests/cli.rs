@@ -1032,6 +1032,12 @@ fn info_and_verify_report_to_standard_output_or_fail_cleanly() {
     let listed = String::from_utf8_lossy(&piped.stdout);
     assert!(listed.contains("frames:     12"), "{listed}");
     assert!(listed.lines().any(|l| l.starts_with("  11 ")), "{listed}");
+    // Only `-` itself is standard input: `-/` names the file `-` as a
+    // folder, as it would for any other command.
+    assert_fails(
+        &vqz_with_stdin(&["info", "--", "-/"], d, &many),
+        "opening -/",
+    );
     if Path::new("/dev/full").exists() {
         for cmd in ["info", "verify"] {
             let full = std::fs::File::create("/dev/full").unwrap();
